@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from studylib.models import build_model
+from studylib.runtime import select_device
+from studylib.training import TrainConfig, checkpoint_key, evaluate, fit
+
+
+class _Split:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def _toy(seed=0, n=512):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()  # top half brighter
+    return _Split(x, y)
+
+
+@pytest.mark.parametrize("name, kwargs, shape", [
+    ("small_cnn", dict(image_size=8), (2, 1, 8, 8)),
+    ("lenet", dict(image_size=28, batchnorm=True), (2, 1, 28, 28)),
+    ("mlp", dict(in_features=64, hidden=(32, 16)), (2, 1, 8, 8)),
+    ("resnet", dict(in_channels=3, image_size=32, blocks_per_stage=(1, 2, 1)), (2, 3, 32, 32)),
+])
+def test_models_forward_shapes_and_config(name, kwargs, shape):
+    m = build_model(name, num_classes=7, seed=0, **kwargs)
+    same = build_model(name, num_classes=7, seed=0, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), same.state_dict().values()))
+    assert m(torch.zeros(shape)).shape == (2, 7)
+    assert m.config["name"] == name and m.config["num_classes"] == 7
+
+
+def test_build_model_rejects_unknown_names_and_arguments():
+    with pytest.raises(ValueError, match="valid"):
+        build_model("vgg")
+    with pytest.raises(ValueError, match="depth"):
+        build_model("mlp", depth=3)
+
+
+def test_seeded_build_does_not_touch_global_rng():
+    torch.manual_seed(5)
+    a = torch.rand(1)
+    torch.manual_seed(5)
+    build_model("mlp", seed=1)
+    assert torch.equal(torch.rand(1), a)
+
+
+def test_fit_learns_and_cache_returns_same_weights(tmp_path):
+    data, cfg = _toy(n=2048), TrainConfig(epochs=20, batch_size=128, lr=1e-2)
+    m1 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
+             cache_dir=tmp_path, progress=False)
+    assert not m1.from_cache
+    assert evaluate(m1, _toy(seed=1), "cpu")["accuracy"] > 0.85
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), _toy(n=2048), cfg,
+             seed=0, cache_dir=tmp_path, progress=False)
+    assert m2.from_cache and m2.history == m1.history
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_fit_is_deterministic_without_cache(tmp_path):
+    data, cfg = _toy(), TrainConfig(epochs=2, batch_size=32)
+    ws = [fit(build_model("small_cnn", image_size=8, num_classes=2, seed=3), data, cfg, seed=4,
+              cache=False, progress=False).state_dict() for _ in range(2)]
+    assert all(torch.equal(ws[0][k], ws[1][k]) for k in ws[0])
+
+
+def test_cache_key_changes_with_every_input():
+    data, cfg = _toy(), TrainConfig(epochs=1)
+    m = build_model("mlp", in_features=64, num_classes=2, seed=0)
+    base = checkpoint_key(m, data, cfg, 0, "cross_entropy")
+    assert base == checkpoint_key(build_model("mlp", in_features=64, num_classes=2, seed=0),
+                                  _toy(), cfg, 0, "cross_entropy")
+    assert base != checkpoint_key(m, data, cfg, 1, "cross_entropy")
+    assert base != checkpoint_key(m, data, TrainConfig(epochs=2), 0, "cross_entropy")
+    assert base != checkpoint_key(m, data, cfg, 0, "pgd_at(eps=0.1)")
+    assert base != checkpoint_key(m, _toy(seed=9), cfg, 0, "cross_entropy")
+    assert base != checkpoint_key(build_model("mlp", in_features=64, num_classes=2, seed=1),
+                                  data, cfg, 0, "cross_entropy")
+
+
+def test_corrupt_checkpoint_is_discarded_and_rebuilt(tmp_path):
+    data, cfg = _toy(), TrainConfig(epochs=1)
+    m = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
+            cache_dir=tmp_path, progress=False)
+    (ckpt,) = tmp_path.glob("*.pt")
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="discarding"):
+        m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
+                 cache_dir=tmp_path, progress=False)
+    assert not m2.from_cache
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    assert torch.load(ckpt, weights_only=True)["state_dict"]
+
+
+def test_custom_loss_requires_an_id():
+    with pytest.raises(ValueError, match="loss_id"):
+        fit(build_model("mlp", in_features=64, num_classes=2), _toy(), TrainConfig(epochs=1),
+            seed=0, loss_fn=lambda m, x, y: m(x).sum(), cache=False)
+
+
+def test_select_device():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            select_device("cuda")

@@ -1,0 +1,128 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from studylib import results as R
+from studylib.io import atomic_write_json
+from studylib.runtime import StudyContext, capture_parameters
+
+
+def test_bootstrap_ci_contains_mean_and_is_seeded():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 1.0, size=400)
+    lo, hi = R.bootstrap_ci(x, seed=0)
+    assert lo < x.mean() < hi
+    # the standard error of the mean is 1/sqrt(400) = 0.05: a 95% interval is about +-0.1
+    assert 0.15 < hi - lo < 0.25
+    assert R.bootstrap_ci(x, seed=0) == (lo, hi)
+    assert R.bootstrap_ci(x, seed=1) != (lo, hi)
+
+
+def test_bootstrap_ci_paired_rows_and_degenerate_cases():
+    a = np.arange(10.0)
+    rows = np.column_stack([a, 2 * a])
+    lo, hi = R.bootstrap_ci(rows, statistic=lambda r: float(np.mean(r[:, 1] - r[:, 0])))
+    lo1, hi1 = R.bootstrap_ci(a)
+    assert lo == pytest.approx(lo1) and hi == pytest.approx(hi1)  # same rows resampled
+    assert all(math.isnan(v) for v in R.bootstrap_ci([1.0]))
+    assert R.bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_mean_ci_matches_t_interval_by_hand():
+    # values 1, 2, 3: mean 2, sd 1, se 1/sqrt(3), t_{0.975, 2} = 4.302653
+    out = R.mean_ci([1.0, 2.0, 3.0])
+    half = 4.302653 / math.sqrt(3)
+    assert out["mean"] == 2.0 and out["n"] == 3
+    assert out["ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-5)
+    assert all(math.isnan(v) for v in R.mean_ci([5.0])["ci95"])
+
+
+@pytest.mark.parametrize(
+    "fn, ci, thr, expected",
+    [
+        (R.verdict_at_least, (0.91, 0.95), 0.9, R.REPRODUCED),
+        (R.verdict_at_least, (0.80, 0.85), 0.9, R.NOT_REPRODUCED),
+        (R.verdict_at_least, (0.85, 0.95), 0.9, R.INCONCLUSIVE),
+        (R.verdict_at_most, (-0.95, -0.85), -0.8, R.REPRODUCED),
+        (R.verdict_at_most, (-0.7, -0.6), -0.8, R.NOT_REPRODUCED),
+        (R.verdict_greater, (0.0, 0.2), 0.0, R.INCONCLUSIVE),
+        (R.verdict_greater, (0.01, 0.2), 0.0, R.REPRODUCED),
+        (R.verdict_less, (0.1, 0.2), 0.0, R.NOT_REPRODUCED),
+        (R.verdict_at_least, (math.nan, math.nan), 0.0, R.INCONCLUSIVE),
+        (R.verdict_at_least, 3, 3, R.REPRODUCED),
+    ],
+)
+def test_verdicts_from_intervals(fn, ci, thr, expected):
+    assert fn(ci, thr) == expected
+
+
+def test_combine_verdicts():
+    assert R.combine_verdicts([R.REPRODUCED, R.REPRODUCED]) == R.REPRODUCED
+    assert R.combine_verdicts([R.REPRODUCED, R.INCONCLUSIVE]) == R.INCONCLUSIVE
+    assert R.combine_verdicts([R.INCONCLUSIVE, R.NOT_REPRODUCED]) == R.NOT_REPRODUCED
+    with pytest.raises(ValueError):
+        R.combine_verdicts(["maybe"])
+
+
+def test_round_sig():
+    assert R.round_sig(0.123456) == 0.1235
+    assert R.round_sig({"a": [123456.0, 1e-7 * 1.23456]}) == {"a": [123500.0, 1.235e-07]}
+
+
+def _ok_results():
+    return {"study": "s", "profile": "smoke", "status": "ok", "seeds": [0], "device": "cpu",
+            "runtime_s": 1.0, "params": {}, "metrics": {"m": 0.5},
+            "claims": [{"id": "c", "statement": "x", "verdict": "reproduced", "evidence": {}}]}
+
+
+def test_validate_results_accepts_contract_and_rejects_violations():
+    R.validate_results(_ok_results())
+    for mutate, msg in [
+        (lambda d: d.pop("claims"), "missing key 'claims'"),
+        (lambda d: d.update(status="weird"), "status"),
+        (lambda d: d["claims"][0].update(verdict="yes"), "verdict"),
+        (lambda d: d["claims"].append(dict(d["claims"][0])), "twice"),
+        (lambda d: d["metrics"].update(m="high"), "metric 'm'"),
+        (lambda d: d.update(status="failed"), "error"),
+    ]:
+        d = _ok_results()
+        mutate(d)
+        with pytest.raises(ValueError, match=msg):
+            R.validate_results(d)
+
+
+def test_study_context_writes_valid_results(tmp_path, capsys):
+    ctx = StudyContext("demo", "smoke", tmp_path / "out", "cpu", [0, 1], {"n": 3})
+    ctx.record_metric("acc", np.float32(0.5))
+    ctx.record_metric("nan_metric", float("nan"))
+    ctx.claim("c1", "acc >= 0.4", R.verdict_at_least((0.45, 0.55), 0.4), {"ci95": [0.45, 0.55]})
+    with pytest.raises(ValueError):
+        ctx.claim("c1", "dup", R.REPRODUCED, {})
+    with pytest.raises(ValueError):
+        ctx.claim("c2", "bad", "yes", {})
+    path = ctx.finish()
+    data = json.loads(path.read_text())
+    R.validate_results(data)
+    assert data["metrics"] == {"acc": 0.5, "nan_metric": None}
+    assert data["seeds"] == [0, 1] and data["params"] == {"n": 3}
+    assert "1/1 claims reproduced" in capsys.readouterr().out
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_capture_parameters_keeps_plain_values_only():
+    import os
+
+    ns = {"n": 3, "seeds": [0, 1], "name": "x", "os": os, "_hidden": 1, "In": ["a"],
+          "fn": print, "cfg": {"a": (1, 2)}}
+    assert capture_parameters(ns) == {"cfg": {"a": [1, 2]}, "n": 3, "name": "x", "seeds": [0, 1]}
+
+
+def test_atomic_write_json_replaces_whole_file(tmp_path):
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"a": np.int64(3), "b": np.array([1.5])})
+    assert json.loads(p.read_text()) == {"a": 3, "b": [1.5]}
+    atomic_write_json(p, {"c": 1})
+    assert json.loads(p.read_text()) == {"c": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
