@@ -48,13 +48,13 @@ def test_seeded_build_does_not_touch_global_rng():
 
 
 def test_fit_learns_and_cache_returns_same_weights(tmp_path):
-    data, cfg = _toy(n=2048), TrainConfig(epochs=20, batch_size=128, lr=1e-2)
+    data, cfg = _toy(n=1024), TrainConfig(epochs=15, batch_size=128, lr=1e-2)
     m1 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
              cache_dir=tmp_path, progress=False)
     assert not m1.from_cache
     assert evaluate(m1, _toy(seed=1), "cpu")["accuracy"] > 0.85
     assert len(list(tmp_path.glob("*.pt"))) == 1
-    m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), _toy(n=2048), cfg,
+    m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), _toy(n=1024), cfg,
              seed=0, cache_dir=tmp_path, progress=False)
     assert m2.from_cache and m2.history == m1.history
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
