@@ -180,3 +180,411 @@ def apply_signal_perturbation(name: str, x: ArrayLike, severity: float, seed: in
         raise ValueError(f"unknown perturbation {name!r}; valid: {sorted(SIGNAL_PERTURBATIONS)}")
     fn, _ = SIGNAL_PERTURBATIONS[name]
     return fn(x, severity, seed=seed)
+
+
+# ----------------------------------------------------------------------------- study 02 perturbations
+
+
+def gaussian_noise(x: ArrayLike, std_fraction: float, seed: int = 0, *, clip: bool = True) -> torch.Tensor:
+    """Additive Gaussian noise whose std is a fraction of each image's dynamic range.
+
+    ``out = x + std_fraction * (max(x_i) - min(x_i)) * z`` with ``z ~ N(0, 1)`` i.i.d. per
+    pixel and the range taken per image ``i`` over all its channels.
+
+    Args:
+        x: images (N, C, H, W).
+        std_fraction: noise std as a fraction of the dynamic range (>= 0; 0 returns a copy).
+        seed: seeds the noise; the same seed gives the same output.
+        clip: clip the result to [0, 1] (default True: the images' valid intensity range).
+
+    Returns:
+        The noisy images.
+    """
+    x = _as_batch(x)
+    s = _check_nonneg(std_fraction, "std_fraction")
+    flat = x.reshape(x.shape[0], -1)
+    rng = (flat.max(1).values - flat.min(1).values).view(-1, 1, 1, 1)
+    z = torch.randn(x.shape, generator=_generator(seed)).to(x.device, x.dtype)
+    out = x + s * rng * z
+    return out.clamp(0.0, 1.0) if clip else out
+
+
+def fourier_gaussian_mask(h: int, w: int, r: float, *, device: torch.device | str = "cpu",
+                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The Gaussian low-pass mask ``M(d) = exp(-d^2 / (2 r^2))`` on the unshifted FFT grid.
+
+    ``d`` is the distance of each frequency from the zero frequency, in cycles per image along
+    each axis (``d = sqrt(ky^2 + kx^2)`` with ``ky = fftfreq(h) * h``, ``kx = fftfreq(w) * w``),
+    so the Nyquist frequency of a square image of side ``n`` is ``n / 2`` and a low-pass with
+    radius ``r`` equals a circular spatial Gaussian blur of std ``n / (2 pi r)`` pixels.
+
+    Args:
+        h, w: image height and width.
+        r: the mask's radius (std) in cycles per image (> 0; ``inf`` gives all ones).
+
+    Returns:
+        A (h, w) tensor, laid out like ``torch.fft.fft2``'s output (zero frequency at [0, 0]).
+    """
+    r = float(r)
+    if not r > 0:
+        raise ValueError(f"r must be > 0 (cycles per image), got {r}")
+    ky = torch.fft.fftfreq(h, d=1.0 / h, dtype=torch.float64)
+    kx = torch.fft.fftfreq(w, d=1.0 / w, dtype=torch.float64)
+    d2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    if math.isinf(r):
+        m = torch.ones_like(d2)
+    else:
+        m = torch.exp(-d2 / (2.0 * r * r))
+    return m.to(device=device, dtype=dtype)
+
+
+def _fourier_filter(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    spec = torch.fft.fft2(x.double())
+    out = torch.fft.ifft2(spec * mask.to(spec.device, torch.float64)).real
+    return out.to(x.dtype)
+
+
+def fourier_lowpass(x: ArrayLike, r: float) -> torch.Tensor:
+    """Gaussian low-pass filter in the Fourier domain: ``Re(ifft2(fft2(x) * M))``.
+
+    Args:
+        x: images (N, C, H, W); each channel is filtered separately (periodic boundary, as the
+            discrete Fourier transform implies).
+        r: mask radius in cycles per image (see :func:`fourier_gaussian_mask`); smaller ``r``
+            removes more; ``inf`` returns the input. The output is not clipped (a low-pass with
+            a positive kernel keeps values inside the input's range anyway).
+
+    Returns:
+        The filtered images, same shape and dtype.
+    """
+    x = _as_batch(x)
+    return _fourier_filter(x, fourier_gaussian_mask(x.shape[-2], x.shape[-1], r))
+
+
+def fourier_highpass(x: ArrayLike, r: float) -> torch.Tensor:
+    """Gaussian high-pass filter in the Fourier domain: ``Re(ifft2(fft2(x) * (1 - M)))``.
+
+    Args:
+        x: images (N, C, H, W).
+        r: radius of the removed low-frequency Gaussian in cycles per image; larger ``r``
+            removes more. The zero frequency (image mean) is always removed, so the output has
+            zero mean per channel and is not clipped (it has negative values by construction).
+
+    Returns:
+        The filtered images, same shape and dtype.
+    """
+    x = _as_batch(x)
+    return _fourier_filter(x, 1.0 - fourier_gaussian_mask(x.shape[-2], x.shape[-1], r))
+
+
+def radius_from_nyquist_fraction(fraction: float, image_size: int) -> float:
+    """``fraction * image_size / 2``: a filter radius given as a fraction of the Nyquist frequency,
+    so one severity grid means the same thing at 64, 128 or 512 pixels."""
+    fraction = float(fraction)
+    if not fraction > 0:
+        raise ValueError(f"fraction must be > 0, got {fraction}")
+    return fraction * int(image_size) / 2.0
+
+
+# ----------------------------------------------------------------------------- contrast-to-noise
+
+
+@dataclass(frozen=True)
+class Region:
+    """One object (a calcification speck or a mass) and its background ring, as boolean masks
+    over the crop ``window`` of the image (a pair of slices)."""
+
+    window: tuple[slice, slice]
+    inside: np.ndarray
+    ring: np.ndarray
+    area: int
+
+
+def object_regions(labels: np.ndarray, *, gap: int = 1, width: int = 3,
+                   exclude: np.ndarray | None = None) -> list[Region]:
+    """The inside and background ring of every labelled object of one image.
+
+    The ring of object ``k`` is the set of pixels within ``gap + width`` pixels (chessboard
+    distance) of the object but farther than ``gap`` pixels from it, minus every pixel within
+    ``gap`` pixels of any other object and minus ``exclude``. It is computed on a crop around
+    the object, so the cost does not grow with the image size.
+
+    Args:
+        labels: (H, W) integer array, 0 = background, k > 0 = object k (e.g. from
+            ``scipy.ndimage.label`` of a binary mask); a boolean mask counts as one object.
+        gap: pixels left out between an object and its ring (default 1), so that the object's
+            own blurred edge does not count as background.
+        width: ring width in pixels (default 3).
+        exclude: optional (H, W) boolean mask of pixels never used as background (e.g. other
+            lesions).
+
+    Returns:
+        One :class:`Region` per object, in label order.
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array, got shape {labels.shape}")
+    if labels.dtype == bool:
+        labels = labels.astype(np.int32)
+    gap, width = int(gap), int(width)
+    if gap < 0 or width < 1:
+        raise ValueError(f"gap must be >= 0 and width >= 1, got gap={gap}, width={width}")
+    h, w = labels.shape
+    occupied = labels > 0
+    struct = np.ones((3, 3), dtype=bool)
+    blocked = ndimage.binary_dilation(occupied, struct, iterations=gap) if gap > 0 else occupied
+    if exclude is not None:
+        blocked = blocked | np.asarray(exclude, dtype=bool)
+    regions: list[Region] = []
+    pad = gap + width
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        y0, y1 = max(0, sl[0].start - pad), min(h, sl[0].stop + pad)
+        x0, x1 = max(0, sl[1].start - pad), min(w, sl[1].stop + pad)
+        window = (slice(y0, y1), slice(x0, x1))
+        inside = labels[window] == k
+        outer = ndimage.binary_dilation(inside, struct, iterations=pad)
+        ring = outer & ~blocked[window]
+        regions.append(Region(window=window, inside=inside, ring=ring, area=int(inside.sum())))
+    return regions
+
+
+def regions_cnr(image: np.ndarray, regions: Sequence[Region], *, min_ring: int = 8) -> np.ndarray:
+    """Contrast-to-noise ratio of each region: ``(mean inside - mean ring) / std ring``.
+
+    Args:
+        image: (H, W) array (one channel).
+        regions: from :func:`object_regions` on the same image geometry.
+        min_ring: rings with fewer pixels give ``nan`` (default 8); a ring with zero std gives
+            ``+inf``/``-inf`` by the sign of the contrast (``nan`` for zero contrast).
+
+    Returns:
+        (len(regions),) float array. The std is the sample std (ddof=1).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+    out = np.full(len(regions), np.nan)
+    for i, reg in enumerate(regions):
+        crop = image[reg.window]
+        ring_vals = crop[reg.ring]
+        if ring_vals.size < max(2, min_ring) or reg.area == 0:
+            continue
+        contrast = crop[reg.inside].mean() - ring_vals.mean()
+        sd = ring_vals.std(ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i] = contrast / sd if sd > 0 else (np.sign(contrast) * np.inf if contrast else np.nan)
+    return out
+
+
+def batch_cnr(images: ArrayLike, regions: Sequence[Sequence[Region]], *, channel: int = 0,
+              min_ring: int = 8) -> np.ndarray:
+    """CNR of every region of every image, concatenated in image order.
+
+    Args:
+        images: (N, C, H, W) images; ``channel`` is measured (default 0).
+        regions: ``regions[i]`` are image ``i``'s regions (:func:`object_regions`).
+
+    Returns:
+        1-D float array of length ``sum(len(r) for r in regions)``.
+    """
+    x = _as_batch(images, "images").detach().cpu().numpy()
+    if len(regions) != x.shape[0]:
+        raise ValueError(f"regions has {len(regions)} entries for {x.shape[0]} images")
+    parts = [regions_cnr(x[i, channel], regions[i], min_ring=min_ring) for i in range(x.shape[0])]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def detectable(cnr: np.ndarray, threshold: float = 3.0) -> np.ndarray:
+    """``cnr >= threshold`` (Rose criterion: an object is visible at a CNR of about 3-5)."""
+    return np.asarray(cnr, dtype=float) >= float(threshold)
+
+
+def retained_fraction(cnr_before: np.ndarray, cnr_after: np.ndarray, threshold: float = 3.0) -> float:
+    """Of the objects detectable before (``cnr_before >= threshold``), the fraction still
+    detectable after; ``nan`` if none was detectable before."""
+    before = detectable(cnr_before, threshold)
+    if not before.any():
+        return math.nan
+    return float(detectable(np.asarray(cnr_after)[before], threshold).mean())
+
+
+# ----------------------------------------------------------------------------- image similarity
+
+
+def ssim_psnr(reference: ArrayLike, test: ArrayLike, *, data_range: float = 1.0,
+              channel: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image SSIM and PSNR of ``test`` against ``reference`` (scikit-image).
+
+    Args:
+        reference, test: (N, C, H, W) images.
+        data_range: the intensity range used by both measures (default 1.0: images in [0, 1]).
+        channel: the channel compared (default 0; the phantoms are single-channel).
+
+    Returns:
+        ``(ssim, psnr)``, two (N,) arrays. PSNR is ``inf`` for identical images.
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = _as_batch(reference, "reference").detach().cpu().double().numpy()
+    b = _as_batch(test, "test").detach().cpu().double().numpy()
+    if a.shape != b.shape:
+        raise ValueError(f"reference {a.shape} and test {b.shape} differ in shape")
+    ssim = np.empty(a.shape[0])
+    psnr = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        ssim[i] = structural_similarity(a[i, channel], b[i, channel], data_range=data_range)
+        if np.array_equal(a[i, channel], b[i, channel]):
+            psnr[i] = np.inf
+        else:
+            psnr[i] = peak_signal_noise_ratio(a[i, channel], b[i, channel], data_range=data_range)
+    return ssim, psnr
+
+
+# ----------------------------------------------------------------------------- decisions and AUC
+
+
+def flip_fraction(p_clean: ArrayLike, p_perturbed: ArrayLike, threshold: float = 0.5) -> float:
+    """Fraction of examples whose decision ``p >= threshold`` differs between the two scores."""
+    a = np.asarray(p_clean, dtype=float) >= threshold
+    b = np.asarray(p_perturbed, dtype=float) >= threshold
+    if a.shape != b.shape:
+        raise ValueError(f"p_clean {a.shape} and p_perturbed {b.shape} differ in shape")
+    return float((a != b).mean()) if a.size else math.nan
+
+
+def _auc_from_counts(scores: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUC of each row of ``counts`` (multiplicities of the examples in a resample), with ties
+    counted 1/2: ``sum_{pos i, neg j} c_i c_j ([s_i > s_j] + [s_i = s_j] / 2) / (P N)``."""
+    uniq, inv = np.unique(scores, return_inverse=True)
+    u = uniq.size
+    b = counts.shape[0]
+    pos = (y == 1)
+    neg = (y == 0)
+    # per-replicate counts of positives / negatives at each distinct score
+    from scipy import sparse
+
+    def per_score(sel: np.ndarray) -> np.ndarray:
+        onehot = sparse.csr_matrix((np.ones(int(sel.sum())), (np.arange(int(sel.sum())), inv[sel])),
+                                   shape=(int(sel.sum()), u))
+        return np.asarray((onehot.T @ counts[:, sel].T).T).reshape(b, u)
+
+    cp = per_score(pos)
+    cn = per_score(neg)
+    neg_below = np.cumsum(cn, axis=1) - cn
+    num = (cp * (neg_below + 0.5 * cn)).sum(axis=1)
+    den = cp.sum(axis=1) * cn.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def bootstrap_auc(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC of several score sets on the same examples, and their paired bootstrap replicates.
+
+    Every replicate resamples the *examples* (with replacement) once and evaluates all score
+    sets on that same resample, so differences between conditions (clean vs perturbed, two
+    seeds, two subgroups) get paired intervals. Written here (rather than looping
+    ``sklearn.metrics.roc_auc_score`` over resamples) because it computes all replicates at once
+    from resampling counts, which is ~100x faster; the tests check it against scikit-learn.
+
+    Args:
+        y: labels, shape (N,) shared by all score sets, or (K, N) one row per score set. Values
+            1 (positive), 0 (negative) or -1 (left out of that set: how a subgroup such as
+            "calcification cases vs negatives" is expressed).
+        scores: (N,) or (K, N) scores (higher = more positive).
+        n_boot: bootstrap replicates (default 1000; 0 skips them).
+        seed: seed of the resampling.
+
+    Returns:
+        ``(auc, reps)``: ``auc`` (K,) on the full data and ``reps`` (n_boot, K); a replicate
+        without a positive or a negative is ``nan``.
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    yy = np.asarray(y)
+    if yy.ndim == 1:
+        yy = np.broadcast_to(yy, s.shape)
+    if yy.shape != s.shape:
+        raise ValueError(f"y {np.shape(y)} does not match scores {np.shape(scores)}")
+    if not np.isin(yy, (-1, 0, 1)).all():
+        raise ValueError("y must contain only 1 (positive), 0 (negative) or -1 (left out)")
+    k, n = s.shape
+    ones = np.ones((1, n))
+    auc = np.array([_auc_from_counts(s[i], yy[i], ones)[0] for i in range(k)])
+    if n_boot <= 0:
+        return auc, np.zeros((0, k))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_boot), n))
+    flat = (np.arange(int(n_boot))[:, None] * n + idx).ravel()
+    counts = np.bincount(flat, minlength=int(n_boot) * n).reshape(int(n_boot), n).astype(np.float64)
+    reps = np.stack([_auc_from_counts(s[i], yy[i], counts) for i in range(k)], axis=1)
+    return auc, reps
+
+
+def percentile_ci(reps: np.ndarray, ci: float = 0.95) -> list[float]:
+    """Percentile interval of bootstrap replicates (nan-aware) as ``[lo, hi]``."""
+    reps = np.asarray(reps, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    if reps.size < 2:
+        return [math.nan, math.nan]
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
+    return [float(lo), float(hi)]
+
+
+def auc_with_ci(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
+                ci: float = 0.95) -> dict[str, float | list[float]]:
+    """ROC AUC (``sklearn.metrics.roc_auc_score``) with a percentile bootstrap CI over examples.
+
+    Args:
+        y: (N,) labels in {0, 1}.
+        scores: (N,) scores.
+
+    Returns:
+        ``{"auc": a, "ci95": [lo, hi]}``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    scores = np.asarray(scores, dtype=float)
+    auc = float(roc_auc_score(y, scores))
+    _, reps = bootstrap_auc(y, scores, n_boot=n_boot, seed=seed)
+    return {"auc": auc, "ci95": percentile_ci(reps[:, 0], ci)}
+
+
+def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike, *,
+             n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, object]:
+    """AUC drop ``AUC(clean) - AUC(perturbed)`` averaged over seeds, with paired intervals.
+
+    Args:
+        y: (N,) labels (1, 0, or -1 = left out), shared by all seeds and both conditions.
+        clean_scores, perturbed_scores: (S, N) scores of S seeds' models on the same N examples.
+
+    Returns:
+        ``{"drop": mean over seeds, "ci95": percentile bootstrap interval over examples of the
+        seed-mean drop (paired: every condition and seed sees the same resample),
+        "per_seed": [S drops], "seed_ci95": Student-t interval over the seeds,
+        "auc_clean": seed-mean clean AUC, "auc_perturbed": seed-mean perturbed AUC, "n_seeds": S}``.
+    """
+    from .results import mean_ci
+
+    a = np.atleast_2d(np.asarray(clean_scores, dtype=float))
+    b = np.atleast_2d(np.asarray(perturbed_scores, dtype=float))
+    if a.shape != b.shape:
+        raise ValueError(f"clean {a.shape} and perturbed {b.shape} scores differ in shape")
+    s = a.shape[0]
+    auc, reps = bootstrap_auc(y, np.concatenate([a, b]), n_boot=n_boot, seed=seed)
+    per_seed = auc[:s] - auc[s:]
+    rep_drop = (reps[:, :s] - reps[:, s:]).mean(axis=1)
+    return {
+        "drop": float(per_seed.mean()),
+        "ci95": percentile_ci(rep_drop, ci),
+        "per_seed": [float(v) for v in per_seed],
+        "seed_ci95": mean_ci(per_seed)["ci95"],
+        "auc_clean": float(auc[:s].mean()),
+        "auc_perturbed": float(auc[s:].mean()),
+        "n_seeds": int(s),
+    }

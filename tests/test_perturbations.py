@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,199 @@ def test_signal_perturbations_grid_identity_at_zero_and_range(name):
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.allclose(out, x)
     assert torch.equal(out, P.apply_signal_perturbation(name, x, grid[-1], seed=1))
+
+
+# ----------------------------------------------------------------------------- study 02 filters
+
+
+def test_lowpass_leaves_constant_image_unchanged():
+    x = torch.full((2, 1, 32, 32), 0.37)
+    for r in (0.5, 2.0, 8.0):
+        assert torch.allclose(P.fourier_lowpass(x, r), x, atol=1e-6)
+    # the high-pass of a constant is zero (the zero frequency is always removed)
+    assert torch.allclose(P.fourier_highpass(x, 2.0), torch.zeros_like(x), atol=1e-6)
+
+
+def test_lowpass_removes_nyquist_checkerboard_and_keeps_it_without_filtering():
+    n = 32
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    board = ((-1.0) ** (ii + jj)).view(1, 1, n, n)
+    # frequency (n/2, n/2): d = n / sqrt(2) ~ 22.6; with r = 4 the mask is exp(-16) ~ 1e-7
+    out = P.fourier_lowpass(0.5 + 0.5 * board, 4.0)
+    assert torch.allclose(out, torch.full_like(out, 0.5), atol=1e-5)
+    # the mask value at Nyquist is exactly exp(-d^2 / 2r^2) for the checkerboard's amplitude
+    r = 16.0
+    expected = 0.5 * math.exp(-(2 * (n / 2) ** 2) / (2 * r * r))
+    out = P.fourier_lowpass(0.5 + 0.5 * board, r)
+    assert torch.allclose(out - 0.5, expected * board, atol=1e-6)
+    assert torch.allclose(P.fourier_lowpass(board, math.inf), board)
+
+
+def test_lowpass_plus_highpass_is_identity():
+    x = _img(n=3, c=2, h=20, w=24)
+    for r in (0.7, 3.0, 10.0):
+        assert torch.allclose(P.fourier_lowpass(x, r) + P.fourier_highpass(x, r), x, atol=1e-6)
+
+
+def test_lowpass_equals_circular_gaussian_blur_of_matching_width():
+    # low-pass radius r (cycles/image) <-> spatial std n / (2 pi r) on a periodic grid
+    n, r = 64, 4.0
+    imp = torch.zeros((1, 1, n, n))
+    imp[0, 0, 0, 0] = 1.0
+    psf = P.fourier_lowpass(imp, r)[0, 0].double()
+    sigma = n / (2 * math.pi * r)
+    t = torch.fft.fftfreq(n, d=1.0 / n).double()  # signed circular coordinate
+    var = (psf.sum(0) * t**2).sum().item()
+    assert abs(var - sigma**2) < 1e-3 * sigma**2
+    assert abs(psf.sum().item() - 1.0) < 1e-5
+
+
+def test_mask_shape_and_errors():
+    m = P.fourier_gaussian_mask(8, 6, 2.0)
+    assert m.shape == (8, 6) and m[0, 0] == 1.0
+    assert abs(m[1, 0].item() - math.exp(-1 / 8)) < 1e-6
+    with pytest.raises(ValueError, match="r must be"):
+        P.fourier_gaussian_mask(8, 8, 0.0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        P.fourier_lowpass(torch.zeros(8, 8), 2.0)
+    assert P.radius_from_nyquist_fraction(0.25, 128) == 16.0
+
+
+def test_gaussian_noise_std_matches_fraction_of_dynamic_range():
+    x = torch.zeros((2, 1, 128, 128))
+    x[0, 0, :, :64] = 0.2
+    x[0, 0, :, 64:] = 0.6   # dynamic range 0.4
+    x[1, 0, :, :64] = 0.0
+    x[1, 0, :, 64:] = 1.0   # dynamic range 1.0
+    out = P.gaussian_noise(x, 0.1, seed=0, clip=False)
+    diff = out - x
+    assert abs(diff[0].std().item() - 0.04) < 0.002
+    assert abs(diff[1].std().item() - 0.10) < 0.003
+    assert abs(diff.mean().item()) < 0.002
+    assert torch.equal(out, P.gaussian_noise(x, 0.1, seed=0, clip=False))
+    clipped = P.gaussian_noise(x, 0.1, seed=0)
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    assert torch.equal(P.gaussian_noise(x, 0.0, seed=0), x)
+
+
+# ----------------------------------------------------------------------------- CNR
+
+
+def test_cnr_of_synthetic_speck_with_known_contrast_and_ring_noise():
+    rng = np.random.default_rng(0)
+    h = w = 200
+    sigma, contrast = 0.05, 0.4
+    img = 0.3 + sigma * rng.standard_normal((h, w))
+    labels = np.zeros((h, w), dtype=np.int32)
+    centres = [(40, 40), (40, 150), (150, 60), (150, 150)]
+    for k, (cy, cx) in enumerate(centres, start=1):
+        labels[cy - 2:cy + 3, cx - 2:cx + 3] = k
+        img[cy - 2:cy + 3, cx - 2:cx + 3] = 0.3 + contrast  # noise-free speck
+    regions = P.object_regions(labels, gap=1, width=6)
+    assert [r.area for r in regions] == [25] * 4
+    cnr = P.regions_cnr(img, regions)
+    # expected CNR = contrast / sigma = 8, up to sampling error of the ring mean and std
+    assert np.all(np.abs(cnr - contrast / sigma) < 1.0)
+    assert P.detectable(cnr, 3.0).all()
+    assert P.retained_fraction(cnr, cnr / 4, 3.0) == 0.0
+    assert P.retained_fraction(cnr, cnr, 3.0) == 1.0
+
+
+def test_ring_excludes_other_specks_and_exclusion_mask():
+    labels = np.zeros((30, 30), dtype=np.int32)
+    labels[10, 10] = 1
+    labels[10, 14] = 2     # inside speck 1's ring
+    excl = np.zeros((30, 30), dtype=bool)
+    excl[7, :] = True
+    regs = P.object_regions(labels, gap=1, width=3, exclude=excl)
+    r1 = regs[0]
+    full = np.zeros((30, 30), dtype=bool)
+    full[r1.window] = r1.ring
+    assert not full[9:12, 13:16].any()       # speck 2 and its 1-px gap are not background
+    assert not full[7, :].any()
+    assert full[10, 6] and not full[10, 11]  # outer part counts, the gap does not
+    # a bright neighbour speck would bias the ring if it were included: it is not
+    img = np.zeros((30, 30))
+    img[10, 14] = 100.0
+    img[10, 10] = 1.0
+    img += np.random.default_rng(1).normal(0, 0.1, img.shape)
+    assert P.regions_cnr(img, regs)[0] > 5
+
+
+def test_batch_cnr_concatenates_and_checks_lengths():
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[5, 5] = 1
+    labels[14, 14] = 2
+    regs = P.object_regions(labels)
+    x = torch.rand((2, 1, 20, 20), generator=torch.Generator().manual_seed(0))
+    out = P.batch_cnr(x, [regs, regs[:1]])
+    assert out.shape == (3,)
+    assert np.isclose(out[2], P.regions_cnr(x[1, 0].numpy(), regs[:1])[0])
+    with pytest.raises(ValueError, match="regions"):
+        P.batch_cnr(x, [regs])
+
+
+# ----------------------------------------------------------------------------- similarity, AUC
+
+
+def test_ssim_psnr_known_values():
+    x = torch.full((1, 1, 32, 32), 0.5)
+    y = x + 0.1
+    ssim, psnr = P.ssim_psnr(x, y, data_range=1.0)
+    assert abs(psnr[0] - 20.0) < 1e-4          # 10 log10(1 / 0.01)
+    ssim_same, psnr_same = P.ssim_psnr(y, y)
+    assert ssim_same[0] == pytest.approx(1.0) and np.isinf(psnr_same[0])
+    assert ssim[0] < 1.0
+
+
+def test_flip_fraction():
+    assert P.flip_fraction([0.1, 0.6, 0.7, 0.4], [0.2, 0.4, 0.8, 0.5]) == 0.5
+    assert P.flip_fraction([0.5], [0.49]) == 1.0
+
+
+def test_bootstrap_auc_matches_sklearn_on_full_data_and_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.normal(size=300) + y, 1)   # rounding makes ties
+    auc, reps = P.bootstrap_auc(y, np.stack([s, -s]), n_boot=50, seed=7)
+    assert auc[0] == pytest.approx(roc_auc_score(y, s))
+    assert auc[1] == pytest.approx(1 - auc[0])
+    idx = np.random.default_rng(7).integers(0, 300, size=(50, 300))
+    for b in (0, 13, 49):
+        assert reps[b, 0] == pytest.approx(roc_auc_score(y[idx[b]], s[idx[b]]))
+    # -1 leaves examples out
+    y_sub = np.where(np.arange(300) < 100, -1, y)
+    sub, _ = P.bootstrap_auc(y_sub, s, n_boot=0)
+    assert sub[0] == pytest.approx(roc_auc_score(y[100:], s[100:]))
+
+
+def test_auc_ci_sanity():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2000)
+    perfect = P.auc_with_ci(y, y + 0.0, n_boot=200)
+    assert perfect["auc"] == 1.0 and perfect["ci95"] == [1.0, 1.0]
+    chance = P.auc_with_ci(y, rng.normal(size=2000), n_boot=500)
+    lo, hi = chance["ci95"]
+    assert lo < 0.5 < hi and hi - lo < 0.08      # se of AUC ~ 0.013 at n = 2000
+    # a true separation gives a CI that contains the analytic AUC Phi(d / sqrt 2)
+    from scipy.stats import norm
+
+    s = rng.normal(size=2000) + 1.0 * y
+    res = P.auc_with_ci(y, s, n_boot=500)
+    assert res["ci95"][0] < norm.cdf(1 / math.sqrt(2)) < res["ci95"][1]
+    assert res["ci95"][0] < res["auc"] < res["ci95"][1]
+
+
+def test_auc_drop_is_paired_and_averaged_over_seeds():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 1000)
+    clean = np.stack([y + rng.normal(size=1000) * 0.5 for _ in range(3)])
+    pert = clean + rng.normal(size=clean.shape) * 2.0
+    res = P.auc_drop(y, clean, pert, n_boot=300)
+    assert res["n_seeds"] == 3 and len(res["per_seed"]) == 3
+    assert res["drop"] == pytest.approx(res["auc_clean"] - res["auc_perturbed"])
+    assert res["ci95"][0] > 0                     # noise that large always hurts
+    same = P.auc_drop(y, clean, clean, n_boot=100)
+    assert same["drop"] == 0 and same["ci95"] == [0.0, 0.0]
