@@ -1,0 +1,883 @@
+"""Statistical verification of probabilistic robustness for Bayesian neural networks.
+
+Reproduces the estimation framework of Cardelli, Kwiatkowska, Laurenti, Paoletti, Patane and
+Wicker, "Statistical Guarantees for the Robustness of Bayesian Neural Networks" (IJCAI 2019,
+arXiv 1903.01980). For a test point ``x*``, a box ``T = {x : ||x - x*||_inf <= eps}``
+(intersected with the input domain ``[0, 1]^d``) and an output threshold ``delta_out``,
+
+    p = Pr_{w ~ posterior}[ exists x in T : ||softmax_w(x*) - softmax_w(x)||_2 > delta_out ].
+
+Every sampled network ``w`` is one Bernoulli trial. This module works on ANY collection of
+sampled deterministic networks (:class:`NetworkSet`), so it does not care how the posterior was
+obtained (HMC/NUTS, variational inference, MC dropout masks, or a list of plain torch modules).
+
+Pieces:
+
+- sample sizes: :func:`chernoff_sample_size` (Chernoff-Hoeffding), :func:`clopper_pearson`,
+  :func:`massart_h`, :func:`massart_sample_size` and the sequential scheme of Jegourel, Sun and
+  Dong (:func:`sequential_stopping_index`, :func:`estimate_probability`);
+- per-network Bernoulli outcomes: :func:`attack_outcomes` (FGSM / PGD, a *lower* bound on p,
+  since an attack may miss) and :func:`ibp_outcomes` (interval bound propagation, a sound
+  certificate, so an *upper* bound on p);
+- :func:`softmax_interval` and :func:`softmax_l2_change_bound` turn logit intervals into a sound
+  bound on the softmax L2 change.
+
+IBP and the vectorised forward over many networks are written here (not taken from a library)
+because they must run on a *stack* of sampled weight sets at once (``torch.func.vmap`` over the
+sample dimension), including MC-dropout masks that stay fixed over ``T``; auto_LiRPA-style tools
+bound one network at a time and are not among the project's dependencies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import special
+from torch import nn
+
+__all__ = [
+    "chernoff_sample_size",
+    "clopper_pearson",
+    "massart_h",
+    "massart_min_h",
+    "massart_sample_size",
+    "sequential_halting_bounds",
+    "sequential_stopping_index",
+    "RobustnessEstimate",
+    "estimate_probability",
+    "NetworkSet",
+    "softmax_interval",
+    "softmax_l2_change_bound",
+    "input_box",
+    "softmax_divergence",
+    "attack_outcomes",
+    "ibp_outcomes",
+    "bernoulli_outcomes",
+    "resampled_coverage",
+    "network_set_from_dropout",
+    "network_set_from_posterior",
+]
+
+# ============================================================================ sample sizes
+
+
+def _check_err_conf(err: float, conf: float) -> None:
+    if not 0 < err < 1:
+        raise ValueError(f"err must be in (0, 1), got {err}")
+    if not 0 < conf < 1:
+        raise ValueError(f"conf must be in (0, 1), got {conf}")
+
+
+def chernoff_sample_size(err: float, conf: float) -> int:
+    """Chernoff-Hoeffding sample size ``n = ceil(ln(2 / conf) / (2 err^2))``.
+
+    With ``n`` i.i.d. Bernoulli(p) samples, ``Pr(|p_hat - p| > err) <= 2 exp(-2 n err^2) <= conf``
+    whatever ``p`` is.
+
+    Args:
+        err: absolute error, in (0, 1).
+        conf: allowed failure probability, in (0, 1).
+
+    Example:
+        >>> chernoff_sample_size(0.05, 0.05)
+        738
+    """
+    _check_err_conf(err, conf)
+    return int(math.ceil(math.log(2.0 / conf) / (2.0 * err**2)))
+
+
+def clopper_pearson(k: int | np.ndarray, n: int | np.ndarray, alpha: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper-Pearson) two-sided ``1 - alpha`` confidence interval for a proportion.
+
+    ``lo = Beta(alpha/2; k, n-k+1)`` quantile (0 when ``k = 0``), ``hi = Beta(1-alpha/2; k+1, n-k)``
+    quantile (1 when ``k = n``). Vectorised over ``k`` and ``n`` (numpy broadcasting).
+
+    Args:
+        k: successes (int or array), ``0 <= k <= n``.
+        n: trials (int or array), ``n >= 1``.
+        alpha: 1 - coverage, in (0, 1).
+
+    Returns:
+        ``(lo, hi)`` as float arrays (0-d for scalar input).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("clopper_pearson needs 0 <= k <= n and n >= 1")
+    # Beta quantiles via the inverse regularised incomplete beta function (what
+    # scipy.stats.beta.ppf computes, without its per-call overhead)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, special.betaincinv(np.maximum(k, 1e-300), n - k + 1, alpha / 2), 0.0)
+        hi = np.where(k < n, special.betaincinv(k + 1, np.maximum(n - k, 1e-300), 1 - alpha / 2),
+                      1.0)
+    return lo, hi
+
+
+def massart_h(p: float | np.ndarray, err: float) -> np.ndarray:
+    """Massart's function ``h_a(p, err)`` for the absolute-error bound.
+
+    ``Pr(|p_hat - p| > err) <= 2 exp(-n err^2 h_a(p, err))`` with
+
+    - ``h_a(p, err) = 9 / (2 (3p + err) (3(1 - p) - err))`` for ``p <= 1/2``,
+    - ``h_a(p, err) = h_a(1 - p, err)`` for ``p > 1/2``.
+
+    For ``p <= 1/2`` this is the smaller of the two one-sided exponents (upper and lower tail),
+    so the two-sided bound with the factor 2 holds. Its minimum over ``p`` is exactly 2 (at
+    ``p = 1/2 -+ err/3``), where the bound becomes Chernoff-Hoeffding's.
+    """
+    p = np.asarray(p, dtype=float)
+    q = np.where(p <= 0.5, p, 1.0 - p)
+    return 9.0 / (2.0 * (3.0 * q + err) * (3.0 * (1.0 - q) - err))
+
+
+def massart_min_h(lo: float | np.ndarray, hi: float | np.ndarray, err: float) -> np.ndarray:
+    """Minimum of :func:`massart_h` over ``p`` in ``[lo, hi]`` (the worst case in an interval).
+
+    ``h_a(., err)`` decreases on ``[0, 1/2 - err/3]``, increases on ``[1/2 - err/3, 1/2]`` and is
+    symmetric about 1/2, so the minimum is at an endpoint or at ``1/2 -+ err/3`` when inside.
+    (The authors' code uses the endpoint nearest 1/2, which is the same except for intervals
+    ending within ``err/3`` of 1/2, where this function is the conservative one.)
+    """
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    h = np.minimum(massart_h(lo, err), massart_h(hi, err))
+    for c in (0.5 - err / 3.0, 0.5 + err / 3.0):
+        inside = (lo <= c) & (c <= hi)
+        h = np.where(inside, np.minimum(h, massart_h(c, err)), h)
+    return h
+
+
+def massart_sample_size(lo: float | np.ndarray, hi: float | np.ndarray, err: float,
+                        conf_massart: float) -> np.ndarray:
+    """Massart sample size ``ceil(ln(2 / conf_massart) / (min_{p in [lo,hi]} h_a(p, err) err^2))``."""
+    h = massart_min_h(lo, hi, err)
+    return np.ceil(math.log(2.0 / conf_massart) / (h * err**2)).astype(np.int64)
+
+
+def _alpha_default(conf: float, alpha: float | None) -> float:
+    a = conf / 2.0 if alpha is None else float(alpha)
+    if not 0 < a < conf:
+        raise ValueError(f"alpha (Clopper-Pearson level) must be in (0, conf={conf}), got {a}")
+    return a
+
+
+def sequential_halting_bounds(outcomes: Sequence[int] | np.ndarray, err: float, conf: float,
+                              alpha: float | None = None, *, start: int = 0,
+                              successes_before: int = 0) -> np.ndarray:
+    """The sequential scheme's halting bound ``min(N_M(m), N_CH)`` after each sample.
+
+    See :func:`sequential_stopping_index` for the rule. Entry ``i`` is the bound computed from
+    the first ``m = start + i + 1`` outcomes, where ``outcomes`` continues a stream of which
+    ``start`` samples with ``successes_before`` successes were seen already (default: a fresh
+    stream). Returns an int array of the same length as ``outcomes``.
+    """
+    _check_err_conf(err, conf)
+    a = _alpha_default(conf, alpha)
+    x = np.asarray(outcomes, dtype=float).ravel()
+    if x.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if np.any((x != 0) & (x != 1)):
+        raise ValueError("outcomes must be 0/1 (Bernoulli)")
+    m = np.arange(start + 1, start + x.size + 1)
+    k = np.cumsum(x) + successes_before
+    lo, hi = clopper_pearson(k, m, a)
+    n_m = massart_sample_size(lo, hi, err, conf - a)
+    return np.minimum(n_m, chernoff_sample_size(err, conf))
+
+
+def sequential_stopping_index(outcomes: Sequence[int] | np.ndarray, err: float, conf: float,
+                              alpha: float | None = None) -> int | None:
+    """Number of samples at which the sequential Massart scheme stops (Jegourel, Sun, Dong).
+
+    The rule, evaluated after each Bernoulli sample ``m = 1, 2, ...`` with ``k`` successes:
+
+    1. ``[a_m, b_m]`` = Clopper-Pearson interval for ``p`` with coverage ``1 - alpha``;
+    2. ``N_M(m) = ceil( ln(2 / (conf - alpha)) / (err^2 * min_{p in [a_m, b_m]} h_a(p, err)) )``,
+       the Massart sample size at the least favourable ``p`` the interval allows
+       (:func:`massart_h`, :func:`massart_min_h`);
+    3. stop at the first ``m`` with ``m >= min(N_M(m), N_CH)``, ``N_CH`` the Chernoff size.
+
+    The failure budget ``conf`` is split between the interval (``alpha``) and Massart's bound
+    (``conf - alpha``), which is what gives ``Pr(|p_hat - p| > err) <= conf``. By construction
+    the scheme never uses more than ``N_CH`` samples. (The authors' public code uses
+    ``ln(1 / (conf - alpha))``; the two-sided bound has the factor 2 used here, slightly more
+    conservative.)
+
+    Args:
+        outcomes: the Bernoulli outcomes in sampling order (0/1 array).
+        err, conf: the guarantee ``Pr(|p_hat - p| > err) <= conf``.
+        alpha: Clopper-Pearson level, in ``(0, conf)``; default ``conf / 2``.
+
+    Returns:
+        the stopping sample count ``m`` (1-based), or ``None`` when ``outcomes`` ends first.
+    """
+    bounds = sequential_halting_bounds(outcomes, err, conf, alpha)
+    m = np.arange(1, bounds.size + 1)
+    hit = np.nonzero(m >= bounds)[0]
+    return int(hit[0] + 1) if hit.size else None
+
+
+@dataclass
+class RobustnessEstimate:
+    """A probability estimate with its a-priori guarantee ``Pr(|p_hat - p| > err) <= conf``.
+
+    Attributes:
+        p_hat: the estimate (fraction of positive outcomes among the samples used).
+        n_used: samples used; n_chernoff: the Chernoff-Hoeffding size for (err, conf).
+        err, conf: the guarantee; method: ``"chernoff"`` or ``"sequential"``;
+        alpha: Clopper-Pearson level of the sequential scheme (``None`` for Chernoff).
+    """
+
+    p_hat: float
+    n_used: int
+    n_chernoff: int
+    err: float
+    conf: float
+    method: str
+    alpha: float | None = None
+
+    @property
+    def guarantee(self) -> str:
+        return f"Pr(|p_hat - p| > {self.err:g}) <= {self.conf:g}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["guarantee"] = self.guarantee
+        return d
+
+
+_METHODS = ("chernoff", "sequential")
+
+
+def estimate_probability(outcomes: Callable[[int, int], Any] | Sequence[int] | np.ndarray, *,
+                         err: float, conf: float, method: str = "sequential",
+                         alpha: float | None = None, batch_size: int = 128
+                         ) -> RobustnessEstimate:
+    """Estimate ``p`` from Bernoulli outcomes with the a-priori guarantee (err, conf).
+
+    Args:
+        outcomes: either a 0/1 array of outcomes in sampling order (it must be long enough:
+            ``N_CH`` entries for Chernoff, and as many as the sequential rule needs, at most
+            ``N_CH``), or a callable ``draw(start, stop) -> 0/1 array`` giving the outcomes of
+            samples ``start .. stop-1`` (called in batches of ``batch_size`` so expensive
+            outcomes are computed lazily; the result equals the one-at-a-time rule, since the
+            stopping rule is evaluated after each single sample).
+        err, conf: guarantee ``Pr(|p_hat - p| > err) <= conf``.
+        method: ``"chernoff"`` (fixed ``N_CH`` samples) or ``"sequential"`` (Massart, default).
+        alpha: Clopper-Pearson level of the sequential scheme (default ``conf / 2``).
+        batch_size: batch of the lazy draw (default 128).
+
+    Example:
+        >>> est = estimate_probability(np.zeros(738), err=0.05, conf=0.05, method="chernoff")
+        >>> est.p_hat, est.n_used
+        (0.0, 738)
+    """
+    _check_err_conf(err, conf)
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    n_ch = chernoff_sample_size(err, conf)
+    a = _alpha_default(conf, alpha) if method == "sequential" else None
+    if callable(outcomes):
+        draw = outcomes
+    else:
+        arr = np.asarray(outcomes, dtype=float).ravel()
+
+        def draw(start: int, stop: int) -> np.ndarray:
+            return arr[start:stop]
+
+    got: list[np.ndarray] = []
+    total, successes = 0, 0
+    while total < n_ch:
+        stop = n_ch if method == "chernoff" or not callable(outcomes) else \
+            min(total + batch_size, n_ch)
+        chunk = np.asarray(draw(total, stop), dtype=float).ravel()[: stop - total]
+        if chunk.size == 0:
+            break
+        if np.any((chunk != 0) & (chunk != 1)):
+            raise ValueError("outcomes must be 0/1 (Bernoulli)")
+        if method == "sequential":
+            bounds = sequential_halting_bounds(chunk, err, conf, a, start=total,
+                                               successes_before=successes)
+            m = np.arange(total + 1, total + chunk.size + 1)
+            hit = np.nonzero(m >= bounds)[0]
+            if hit.size:
+                idx = int(hit[0]) + 1
+                got.append(chunk[:idx])
+                x = np.concatenate(got)
+                return RobustnessEstimate(float(x.mean()), int(x.size), n_ch, err, conf,
+                                          method, a)
+        got.append(chunk)
+        total += chunk.size
+        successes += int(chunk.sum())
+    x = np.concatenate(got) if got else np.zeros(0)
+    if x.size < n_ch:
+        raise ValueError(f"only {x.size} outcomes available but the guarantee (err={err}, "
+                         f"conf={conf}) needs up to {n_ch}; draw more posterior samples or "
+                         f"relax err/conf")
+    return RobustnessEstimate(float(x.mean()), n_ch, n_ch, err, conf, method, a)
+
+
+def resampled_coverage(pool: Sequence[int] | np.ndarray, *, err: float, conf: float,
+                       method: str = "chernoff", repetitions: int = 200, alpha: float | None = None,
+                       seed: int = 0) -> dict[str, Any]:
+    """Empirical check of the guarantee by resampling a large pool of Bernoulli outcomes.
+
+    The reference ``p`` is the mean of the whole pool (one outcome per posterior sample).
+    Each repetition draws its samples *with replacement* from the pool with its own generator
+    (``numpy.random.default_rng([seed, r])``), so, given the pool, the repetitions are
+    independent and every draw is exactly Bernoulli(p_pool): the guarantee applies exactly to
+    ``p_pool``. (The pool itself should hold i.i.d. posterior samples and be >= 20x the sample
+    size, so ``p_pool`` is itself within about ``0.1 err`` of the posterior ``p``.)
+
+    Returns:
+        dict with ``p_pool``, ``pool_size``, ``repetitions``, ``failures`` (count of
+        ``|p_hat - p_pool| > err``), ``failure_rate`` and its Clopper-Pearson 95% interval
+        ``failure_ci95``, ``n_used_mean`` / ``n_used_min`` / ``n_used_max``, ``n_chernoff``.
+    """
+    x = np.asarray(pool, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("pool is empty")
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    p_pool = float(x.mean())
+    n_ch = chernoff_sample_size(err, conf)
+    fails, used = 0, []
+    for r in range(int(repetitions)):
+        rng = np.random.default_rng([int(seed), r])
+        draws = x[rng.integers(0, x.size, size=n_ch)]
+        est = estimate_probability(draws, err=err, conf=conf, method=method, alpha=alpha)
+        fails += int(abs(est.p_hat - p_pool) > err)
+        used.append(est.n_used)
+    lo, hi = clopper_pearson(fails, repetitions, 0.05)
+    return {
+        "p_pool": p_pool, "pool_size": int(x.size), "repetitions": int(repetitions),
+        "failures": fails, "failure_rate": fails / repetitions,
+        "failure_ci95": [float(lo), float(hi)], "n_used_mean": float(np.mean(used)),
+        "n_used_min": int(np.min(used)), "n_used_max": int(np.max(used)), "n_chernoff": n_ch,
+        "method": method,
+    }
+
+
+# ============================================================================ networks
+
+_SUPPORTED = (nn.Linear, nn.Conv2d, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity, nn.MaxPool2d,
+              nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Tanh,
+              nn.Sigmoid)
+
+
+def _leaf_layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    children = list(module.named_children())
+    if not children:
+        return [(prefix.rstrip("."), module)]
+    out: list[tuple[str, nn.Module]] = []
+    for name, child in children:
+        out += _leaf_layers(child, f"{prefix}{name}.")
+    return out
+
+
+class NetworkSet:
+    """``S`` deterministic networks of one architecture, evaluated together (vectorised).
+
+    The architecture (``template``) must compute the composition of its leaf layers in
+    registration order (true of ``nn.Sequential`` stacks and of studylib's MLP / SmallCNN /
+    LeNet); this is checked numerically at construction. Supported layers: Linear, Conv2d,
+    ReLU, Flatten, Dropout (identity, or a fixed per-network mask), Identity, MaxPool2d,
+    AvgPool2d, AdaptiveAvgPool2d, BatchNorm (eval statistics), Tanh, Sigmoid.
+
+    Args:
+        template: a module of the architecture (its own weights are not used).
+        params: ``{name: Tensor(S, *shape)}`` for every parameter of ``template`` (names as in
+            ``template.named_parameters()``).
+        buffers: same for buffers (BatchNorm running statistics); default: the template's own,
+            shared by all networks.
+        masks: ``{dropout_layer_name: Tensor(S, *feature_shape)}`` multiplicative masks (already
+            scaled by ``1 / (1 - p)``) that make an MC-dropout sample a deterministic network;
+            dropout layers without a mask are the identity.
+
+    Example:
+        >>> nets = NetworkSet.from_modules([nn.Sequential(nn.Linear(4, 2)) for _ in range(3)])
+        >>> nets(torch.zeros(5, 4)).shape
+        torch.Size([3, 5, 2])
+    """
+
+    def __init__(self, template: nn.Module, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor] | None = None,
+                 masks: dict[str, torch.Tensor] | None = None) -> None:
+        self.template = template.eval()
+        self.layers = _leaf_layers(template)
+        for name, layer in self.layers:
+            if not isinstance(layer, _SUPPORTED):
+                raise ValueError(f"layer {name!r} ({type(layer).__name__}) is not supported; "
+                                 f"supported: {[c.__name__ for c in _SUPPORTED]}")
+        names = [n for n, _ in template.named_parameters()]
+        missing = sorted(set(names) - set(params))
+        if missing:
+            raise ValueError(f"params lacks {missing}; expected {names}")
+        sizes = {int(v.shape[0]) for v in params.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"all params need the same leading sample size, got {sorted(sizes)}")
+        self.size = sizes.pop()
+        self.params = {n: params[n] for n in names}
+        self.shared_buffers = {n: b for n, b in template.named_buffers()}
+        self.buffers = dict(buffers or {})
+        self.masks = dict(masks or {})
+        dropout_names = {n for n, m in self.layers if isinstance(m, nn.Dropout)}
+        bad = sorted(set(self.masks) - dropout_names)
+        if bad:
+            raise ValueError(f"masks given for non-dropout layers {bad}; dropout layers: "
+                             f"{sorted(dropout_names)}")
+        for n, v in list(self.buffers.items()) + list(self.masks.items()):
+            if int(v.shape[0]) != self.size:
+                raise ValueError(f"{n!r} has {v.shape[0]} samples, params have {self.size}")
+        self._check_composition()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_modules(cls, modules: Sequence[nn.Module]) -> NetworkSet:
+        """Stack a list of same-architecture modules (their current weights and buffers)."""
+        if not modules:
+            raise ValueError("modules is empty")
+        params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules])
+                  for n, _ in modules[0].named_parameters()}
+        buffers = {n: torch.stack([dict(m.named_buffers())[n].detach() for m in modules])
+                   for n, b in modules[0].named_buffers() if b.is_floating_point()}
+        return cls(modules[0], params, buffers)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def subset(self, index: Sequence[int] | torch.Tensor | slice) -> NetworkSet:
+        """The networks at ``index`` (a slice, index list or tensor) as a new set."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        return NetworkSet(self.template, {n: v[index] for n, v in self.params.items()},
+                          {n: v[index] for n, v in self.buffers.items()},
+                          {n: v[index] for n, v in self.masks.items()})
+
+    def to(self, device: torch.device | str) -> NetworkSet:
+        mv = lambda d: {n: v.to(device) for n, v in d.items()}  # noqa: E731
+        out = NetworkSet.__new__(NetworkSet)
+        out.__dict__.update(self.__dict__)
+        out.template = self.template.to(device)
+        out.params, out.buffers, out.masks = mv(self.params), mv(self.buffers), mv(self.masks)
+        out.shared_buffers = mv(self.shared_buffers)
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def _get(self, store: dict, name: str, key: str):
+        full = f"{name}.{key}" if name else key
+        if full in store:
+            return store[full]
+        return self.shared_buffers.get(full)
+
+    def _layer(self, name: str, layer: nn.Module, p: dict, b: dict, m: dict, x: torch.Tensor,
+               *, interval: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Apply one layer to ``x`` (point mode) or to ``interval = (lo, hi)`` (IBP mode)."""
+        if isinstance(layer, nn.Linear):
+            w, bias = self._get(p, name, "weight"), self._get(p, name, "bias")
+            if interval is None:
+                if x.dim() > 2:
+                    x = x.flatten(1)
+                return F.linear(x, w, bias)
+            lo, hi = interval
+            if lo.dim() > 2:
+                lo, hi = lo.flatten(1), hi.flatten(1)
+            c, r = (hi + lo) / 2, (hi - lo) / 2
+            c, r = F.linear(c, w, bias), F.linear(r, w.abs())
+            return c - r, c + r
+        if isinstance(layer, nn.Conv2d):
+            if layer.padding_mode != "zeros":
+                raise ValueError(f"conv {name!r}: only zero padding is supported")
+            w, bias = self._get(p, name, "weight"), self._get(p, name, "bias")
+            kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                      groups=layer.groups)
+            if interval is None:
+                return F.conv2d(x, w, bias, **kw)
+            lo, hi = interval
+            c, r = (hi + lo) / 2, (hi - lo) / 2
+            c, r = F.conv2d(c, w, bias, **kw), F.conv2d(r, w.abs(), None, **kw)
+            return c - r, c + r
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            mean, var = self._get(b, name, "running_mean"), self._get(b, name, "running_var")
+            w = self._get(p, name, "weight")
+            bias = self._get(p, name, "bias")
+            scale = torch.rsqrt(var + layer.eps)
+            if w is not None:
+                scale = scale * w
+            shift = -mean * scale + (bias if bias is not None else 0.0)
+            shape = (1, -1) + (1,) * ((x if interval is None else interval[0]).dim() - 2)
+            scale, shift = scale.reshape(shape), shift.reshape(shape)
+            if interval is None:
+                return x * scale + shift
+            lo, hi = interval
+            c, r = (hi + lo) / 2, (hi - lo) / 2
+            return c * scale + shift - r * scale.abs(), c * scale + shift + r * scale.abs()
+        if isinstance(layer, nn.Dropout):
+            mask = m.get(name)
+            if mask is None:
+                return x if interval is None else interval
+            if interval is None:
+                return x * mask
+            return interval[0] * mask, interval[1] * mask  # mask >= 0 keeps the order
+        if isinstance(layer, nn.Flatten):
+            fn = lambda t: t.flatten(layer.start_dim, layer.end_dim)  # noqa: E731
+        elif isinstance(layer, (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                                nn.Identity, nn.Tanh, nn.Sigmoid)):
+            fn = layer  # monotone non-decreasing element-wise / positive averaging: apply to ends
+        else:  # pragma: no cover - guarded in __init__
+            raise ValueError(f"unsupported layer {name!r}")
+        if interval is None:
+            return fn(x)
+        return fn(interval[0]), fn(interval[1])
+
+    def _single_forward(self, p: dict, b: dict, m: dict, x: torch.Tensor) -> torch.Tensor:
+        for name, layer in self.layers:
+            x = self._layer(name, layer, p, b, m, x)
+        return x
+
+    def _single_ibp(self, p: dict, b: dict, m: dict, lo: torch.Tensor, hi: torch.Tensor):
+        iv = (lo, hi)
+        for name, layer in self.layers:
+            iv = self._layer(name, layer, p, b, m, lo, interval=iv)
+        return iv
+
+    def _check_composition(self) -> None:
+        shape = _infer_input_shape(self.template, self.layers)
+        if shape is None:
+            return
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            x = torch.rand(2, *shape)
+            pick = {n: v[0] for n, v in self.params.items()}
+            bufs = {n: v[0] for n, v in self.buffers.items()}
+            mine = self._single_forward(pick, bufs, {}, x)
+            ref = torch.func.functional_call(self.template, {**pick, **bufs}, (x,))
+        if mine.shape != ref.shape or not torch.allclose(mine, ref, atol=1e-4, rtol=1e-4):
+            raise ValueError("the template's forward is not the composition of its leaf layers "
+                             "in registration order; NetworkSet cannot evaluate it")
+
+    def forward(self, x: torch.Tensor, *, paired: bool = False) -> torch.Tensor:
+        """Logits of every network.
+
+        Args:
+            x: ``(B, *input_shape)`` inputs given to every network (result ``(S, B, K)``), or,
+                with ``paired=True``, ``(S, B, *input_shape)`` where network ``s`` gets ``x[s]``
+                (result ``(S, B, K)``).
+        """
+        if paired and x.shape[0] != self.size:
+            raise ValueError(f"paired input needs {self.size} rows, got {x.shape[0]}")
+        fn = torch.func.vmap(self._single_forward, in_dims=(0, 0, 0, 0 if paired else None))
+        return fn(self.params, self.buffers, self.masks, x)
+
+    __call__ = forward
+
+    def paired_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Network ``s`` on the single input ``x[s]``: ``(S, *input_shape) -> (S, K)``."""
+        return self.forward(x.unsqueeze(1), paired=True).squeeze(1)
+
+    def interval_bounds(self, lower: torch.Tensor, upper: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interval bound propagation of the input box ``[lower, upper]`` through every network.
+
+        Args:
+            lower, upper: ``(B, *input_shape)`` box corners (the same box for every network).
+
+        Returns:
+            ``(logit_lo, logit_hi)``, each ``(S, B, K)``: every network's logits at every point
+            of the box lie between them (sound for every supported layer: affine layers use the
+            centre/radius form ``W c + b -+ |W| r``, monotone layers map the two ends).
+        """
+        if lower.shape != upper.shape:
+            raise ValueError(f"lower {tuple(lower.shape)} and upper {tuple(upper.shape)} differ")
+        if torch.any(lower > upper):
+            raise ValueError("lower must be <= upper element-wise")
+        fn = torch.func.vmap(self._single_ibp, in_dims=(0, 0, 0, None, None))
+        return fn(self.params, self.buffers, self.masks, lower, upper)
+
+
+def _infer_input_shape(template: nn.Module, layers: list[tuple[str, nn.Module]]
+                       ) -> tuple[int, ...] | None:
+    cfg = getattr(template, "config", None) or {}
+    if "in_features" in cfg:
+        return (int(cfg["in_features"]),)
+    if "in_channels" in cfg and "image_size" in cfg:
+        return (int(cfg["in_channels"]), int(cfg["image_size"]), int(cfg["image_size"]))
+    explicit = getattr(template, "input_shape", None)
+    if explicit is not None:
+        return tuple(int(s) for s in explicit)
+    for _, layer in layers:
+        if isinstance(layer, nn.Linear):
+            return (layer.in_features,)
+        if isinstance(layer, nn.Conv2d):
+            return None  # spatial size unknown
+    return None
+
+
+# ============================================================================ softmax bounds
+
+
+def softmax_interval(logit_lo: torch.Tensor, logit_hi: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sound bounds on ``softmax(z)`` over the logit box ``z in [logit_lo, logit_hi]``.
+
+    ``softmax_i`` increases in ``z_i`` and decreases in every other ``z_j``, so over the box
+    ``s_i >= sigmoid(lo_i - logsumexp_{j != i} hi_j)`` and ``s_i <= sigmoid(hi_i -
+    logsumexp_{j != i} lo_j)`` (both attained at box corners, computed in log-space).
+    Works on the last dimension; any leading dimensions.
+    """
+    k = logit_lo.shape[-1]
+    if k < 2:
+        raise ValueError("softmax bounds need at least 2 classes")
+    eye = torch.eye(k, dtype=torch.bool, device=logit_lo.device)
+    neg_inf = torch.tensor(float("-inf"), dtype=logit_lo.dtype, device=logit_lo.device)
+    others_hi = torch.where(eye, neg_inf, logit_hi.unsqueeze(-2)).logsumexp(-1)
+    others_lo = torch.where(eye, neg_inf, logit_lo.unsqueeze(-2)).logsumexp(-1)
+    return torch.sigmoid(logit_lo - others_hi), torch.sigmoid(logit_hi - others_lo)
+
+
+def softmax_l2_change_bound(logit_lo: torch.Tensor, logit_hi: torch.Tensor,
+                            probs_star: torch.Tensor) -> torch.Tensor:
+    """Certified upper bound on ``||softmax(z) - probs_star||_2`` over the logit box.
+
+    Per class the change is at most ``max(s_hi_i - s*_i, s*_i - s_lo_i)`` (from
+    :func:`softmax_interval`); the L2 norm of these is a bound, capped at ``sqrt(2)`` (the
+    largest distance between two probability vectors).
+    """
+    s_lo, s_hi = softmax_interval(logit_lo, logit_hi)
+    d = torch.maximum(s_hi - probs_star, probs_star - s_lo).clamp_min(0.0)
+    return torch.linalg.vector_norm(d, dim=-1).clamp_max(math.sqrt(2.0))
+
+
+# ============================================================================ outcomes
+
+
+def input_box(x_star: torch.Tensor, eps: float, clip: tuple[float, float] | None = (0.0, 1.0)
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``T = {x : ||x - x*||_inf <= eps}`` intersected with the input domain ``clip``."""
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    lo, hi = x_star - eps, x_star + eps
+    if clip is not None:
+        lo, hi = lo.clamp(*clip), hi.clamp(*clip)
+    return lo, hi
+
+
+def softmax_divergence(nets: NetworkSet, x: torch.Tensor, probs_star: torch.Tensor
+                       ) -> torch.Tensor:
+    """``||softmax_s(x_s) - probs_star_s||_2`` per network for paired inputs ``x`` ``(S, ...)``."""
+    return torch.linalg.vector_norm(torch.softmax(nets.paired_logits(x), -1) - probs_star, dim=-1)
+
+
+_ATTACKS = ("fgsm", "pgd")
+
+
+@dataclass
+class Outcomes:
+    """Per-network Bernoulli outcomes (1 = an adversarial point exists / is not excluded).
+
+    Attributes: ``outcome`` (bool ``(S,)``), ``divergence`` (the attained softmax L2 change for
+    attacks, the certified bound for IBP), ``method`` (``"fgsm"``, ``"pgd"``, ``"ibp"``).
+    """
+
+    outcome: torch.Tensor
+    divergence: torch.Tensor
+    method: str
+
+
+class _Paired(nn.Module):
+    """Network ``s`` applied to example ``s`` (so per-example attacks run on all networks)."""
+
+    def __init__(self, nets: NetworkSet) -> None:
+        super().__init__()
+        self.nets = nets
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nets.paired_logits(x)
+
+
+def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: float, *,
+                    attack: str = "pgd", steps: int = 20, step_size: float | None = None,
+                    restarts: int = 1, seed: int = 0, clip: tuple[float, float] = (0.0, 1.0)
+                    ) -> Outcomes:
+    """Search ``T`` for a softmax change ``> delta_out`` in each sampled network.
+
+    - ``"fgsm"``: one signed-gradient step of the cross-entropy at the network's own prediction
+      at ``x*`` (as the authors' FGSM property check does); ``studylib.attacks.fgsm``.
+    - ``"pgd"``: projected gradient ascent of the objective itself,
+      ``||softmax(x) - softmax(x*)||_2``, from a random start in ``T`` (its gradient vanishes at
+      ``x*``); ``studylib.attacks.projected_gradient_ascent``.
+
+    A found point is a real adversarial example, so the outcome is a *lower* bound on the
+    per-network truth and its mean a lower bound on ``p`` (up to sampling error).
+
+    Args:
+        nets: the sampled networks; x_star: one input ``(*input_shape)``; eps: L-inf radius;
+        delta_out: output threshold; attack: ``"fgsm"`` or ``"pgd"``; steps, step_size
+        (default ``2.5 eps / steps``), restarts, seed: PGD settings; clip: input domain.
+    """
+    from . import attacks
+
+    if attack not in _ATTACKS:
+        raise ValueError(f"attack must be one of {_ATTACKS}, got {attack!r}")
+    s = len(nets)
+    x0 = x_star.unsqueeze(0).expand(s, *x_star.shape).contiguous()
+    with torch.no_grad():
+        logits_star = nets.paired_logits(x0)
+        probs_star = torch.softmax(logits_star, -1)
+    if eps == 0:
+        div = torch.zeros(s)
+        return Outcomes(div > delta_out, div, attack)
+    if attack == "fgsm":
+        x_adv = attacks.fgsm(_Paired(nets), x0, logits_star.argmax(-1), eps)
+    else:
+        def objective(x: torch.Tensor) -> torch.Tensor:
+            return softmax_divergence(nets, x, probs_star)
+
+        x_adv = attacks.projected_gradient_ascent(
+            objective, x0, eps, steps=steps,
+            step_size=step_size if step_size is not None else 2.5 * eps / steps,
+            restarts=restarts, random_start=True, seed=seed)
+    x_adv = torch.max(torch.min(x_adv.detach(), x0 + eps), x0 - eps).clamp(*clip)
+    with torch.no_grad():
+        div = softmax_divergence(nets, x_adv, probs_star)
+    return Outcomes(div > delta_out, div, attack)
+
+
+def ibp_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: float, *,
+                 clip: tuple[float, float] = (0.0, 1.0)) -> Outcomes:
+    """Certify each sampled network over ``T`` with interval bound propagation.
+
+    The outcome is 0 (robust) only when the certified bound on ``||softmax(x) - softmax(x*)||_2``
+    over ``T`` is ``<= delta_out``; since the bound is sound, the outcome is an *upper* bound on
+    the per-network truth, and its mean an upper bound on ``p`` (up to sampling error).
+    """
+    lo, hi = input_box(x_star.unsqueeze(0), eps, clip)
+    with torch.no_grad():
+        probs_star = torch.softmax(nets(x_star.unsqueeze(0)), -1)  # (S, 1, K)
+        l_lo, l_hi = nets.interval_bounds(lo, hi)
+        bound = softmax_l2_change_bound(l_lo, l_hi, probs_star)[:, 0]
+    return Outcomes(bound > delta_out, bound, "ibp")
+
+
+def bernoulli_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: float,
+                       method: str, *, chunk: int = 2048, **attack_kwargs: Any) -> Outcomes:
+    """Outcomes of ``method`` in ``("fgsm", "pgd", "ibp")`` over all networks, in chunks.
+
+    ``chunk`` bounds memory (networks evaluated at once); PGD's ``seed`` is offset by the chunk
+    index so chunks use different random starts.
+    """
+    if method not in ("fgsm", "pgd", "ibp"):
+        raise ValueError(f"method must be 'fgsm', 'pgd' or 'ibp', got {method!r}")
+    outs, divs = [], []
+    for i, start in enumerate(range(0, len(nets), chunk)):
+        sub = nets.subset(slice(start, min(start + chunk, len(nets))))
+        if method == "ibp":
+            o = ibp_outcomes(sub, x_star, eps, delta_out)
+        else:
+            kw = dict(attack_kwargs)
+            kw["seed"] = int(kw.get("seed", 0)) * 100_003 + i
+            o = attack_outcomes(sub, x_star, eps, delta_out, attack=method, **kw)
+        outs.append(o.outcome)
+        divs.append(o.divergence)
+    return Outcomes(torch.cat(outs), torch.cat(divs), method)
+
+
+# ============================================================================ posterior adapters
+
+
+def _dropout_feature_shapes(net: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple]:
+    shapes: dict[str, tuple] = {}
+    hooks = []
+    for name, m in net.named_modules():
+        if isinstance(m, nn.Dropout):
+            hooks.append(m.register_forward_hook(
+                lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(inp[0].shape[1:]))))
+    try:
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            dev = next(iter(net.parameters())).device
+            net(torch.zeros(1, *input_shape, device=dev))
+        net.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def network_set_from_dropout(net: nn.Module, n_samples: int, *, seed: int = 0,
+                             input_shape: Sequence[int] | None = None) -> NetworkSet:
+    """``n_samples`` MC-dropout networks of ``net``, each with its own FIXED dropout mask.
+
+    A sampled MC-dropout network is deterministic: its mask (Bernoulli(1 - p) / (1 - p) per
+    unit of every ``nn.Dropout`` layer with ``p > 0``) stays the same for every input in ``T``
+    (sampling a new mask per input would not be one posterior sample). The weights are shared
+    (expanded, not copied). Masks come from ``torch.Generator().manual_seed(seed)``.
+
+    Args:
+        net: the trained network (its dropout layers define ``p``).
+        n_samples: networks to draw; seed: mask seed.
+        input_shape: ``(C, H, W)`` or ``(D,)``; default from ``net.config``.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    layers = _leaf_layers(net)
+    shape = tuple(input_shape) if input_shape is not None else _infer_input_shape(net, layers)
+    if shape is None:
+        raise ValueError("pass input_shape: it cannot be inferred from net")
+    drops = {n: m for n, m in net.named_modules() if isinstance(m, nn.Dropout) and m.p > 0}
+    if not drops:
+        raise ValueError("net has no dropout layer with p > 0")
+    feat = _dropout_feature_shapes(net, shape)
+    gen = torch.Generator().manual_seed(int(seed))
+    dev = next(iter(net.parameters())).device
+    masks = {}
+    for name, m in drops.items():
+        keep = 1.0 - m.p
+        draw = torch.rand((n_samples, *feat[name]), generator=gen) < keep
+        masks[name] = (draw.float() / keep).to(dev)
+    params = {n: p.detach().unsqueeze(0).expand(n_samples, *p.shape)
+              for n, p in net.named_parameters()}
+    buffers = {n: b.detach().unsqueeze(0).expand(n_samples, *b.shape)
+               for n, b in net.named_buffers() if b.is_floating_point()}
+    return NetworkSet(net, params, buffers, masks)
+
+
+def network_set_from_posterior(posterior: Any, n_samples: int | None = None, *, seed: int = 0
+                               ) -> NetworkSet:
+    """Sampled networks from a ``studylib.bayes`` posterior (or an MC-dropout network).
+
+    Args:
+        posterior: a ``VIPosterior`` / ``MCMCPosterior`` (weight posteriors of a fully Bayesian
+            ``BayesianNet``: every layer sampled, no frozen extractor), an
+            ``MCDropoutPosterior``, or a plain ``nn.Module`` with dropout (MC dropout).
+        n_samples: networks to draw. For an ``MCMCPosterior`` ``None`` means every stored
+            sample in chain order; otherwise required.
+        seed: seed of the draw.
+    """
+    bnet = getattr(posterior, "bnet", None)
+    if bnet is not None:
+        if bnet.extractor is not None:
+            raise ValueError("posterior has a frozen extractor; verification needs the whole "
+                             "network as one NetworkSet (use a fully Bayesian net)")
+        if n_samples is None:
+            stored = getattr(posterior, "samples", None)
+            if stored is None:
+                raise ValueError("n_samples is required for this posterior")
+            return NetworkSet(bnet.template, dict(stored))
+        return NetworkSet(bnet.template, posterior.draw(int(n_samples), seed=seed))
+    net = getattr(posterior, "net", posterior)
+    if isinstance(net, nn.Module):
+        if n_samples is None:
+            raise ValueError("n_samples is required for MC dropout")
+        return network_set_from_dropout(net, int(n_samples), seed=seed)
+    raise ValueError(f"unsupported posterior type {type(posterior).__name__}")
