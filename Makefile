@@ -1,0 +1,95 @@
+# Two commands on a fresh machine:  `make study`  and  `make test`.
+# Both create .venv (python3 -m venv) when it is missing and (re)install the package with pip
+# only when pyproject.toml is newer than the stamp file .venv/.installed.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# make study [PROFILE=default|smoke|paper] [STUDY="06_taylor_pruning 01_loss_visualization"]
+#            [DEVICE=auto|cpu|cuda] [SET="seeds=[0] epochs=2"]   (SET items: no spaces inside)
+PROFILE ?= default
+STUDY ?=
+DEVICE ?=
+SET ?=
+# make sweep SWEEP=params/sweeps/taylor_seeds_smoke.yaml [EXECUTOR=dask] [WORKERS=2]
+SWEEP ?=
+EXECUTOR ?= local
+WORKERS ?= 2
+METRIC ?=
+
+RUN_ARGS := --profile $(PROFILE) $(foreach s,$(STUDY),--study $(s)) \
+	$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set '$(s)')
+
+.PHONY: setup study test test-slow lab notebooks bench report sweep sweep-report clean-cache
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	# torchattacks 3.5.1 pins requests~=2.25, which conflicts with jupyterlab's requests>=2.31
+	# (its code runs fine on newer requests), so it is installed without its dependency pins.
+	$(PY) -m pip install --no-deps torchattacks==3.5.1
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+study: $(STAMP)
+	$(PY) -m studylib run $(RUN_ARGS)
+
+# Unit tests, then nbval on the committed notebooks (skipped when there are none yet).
+# Progress bars are off so re-executed cells print what the committed notebooks show.
+test: $(STAMP)
+	MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest tests/
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest --nbval notebooks/ \
+			--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
+		rc=$$?; if [ $$rc -eq 5 ]; then echo "nbval: no notebook cells collected"; rc=0; fi; \
+		exit $$rc; \
+	else \
+		echo "nbval: no notebooks under notebooks/ yet, nothing to validate"; \
+	fi
+
+test-slow: $(STAMP)
+	MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest tests/ -m slow; \
+		rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; rc=0; fi; exit $$rc
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+# Re-execute every notebook at its own defaults (the smoke profile), cwd = repo root, so the
+# committed outputs are current. Written to a temporary file first, then moved into place.
+notebooks: $(STAMP)
+	@set -e; for nb in notebooks/*.ipynb; do \
+		[ -e "$$nb" ] || { echo "no notebooks under notebooks/"; break; }; \
+		tmp="$$(dirname $$nb)/.$$(basename $$nb .ipynb).executing.ipynb"; \
+		echo "executing $$nb"; \
+		MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m papermill "$$nb" "$$tmp" -k python3 \
+			--cwd "$(CURDIR)" || { rm -f "$$tmp"; exit 1; }; \
+		mv "$$tmp" "$$nb"; \
+	done
+
+# Benchmarks (added by another issue): runs `python -m benchmarks` when the package exists.
+bench: $(STAMP)
+	@if [ -e benchmarks/__init__.py ] || [ -e benchmarks/__main__.py ] || [ -e benchmarks.py ]; then \
+		$(PY) -m benchmarks; \
+	else \
+		echo "no benchmarks yet (benchmarks/ is added by a later issue)"; \
+	fi
+
+report: $(STAMP)
+	$(PY) -m studylib report --profile $(PROFILE)
+
+sweep: $(STAMP)
+	@[ -n "$(SWEEP)" ] || { echo "usage: make sweep SWEEP=params/sweeps/<name>.yaml [EXECUTOR=dask] [WORKERS=2]"; exit 2; }
+	$(PY) -m studylib sweep --file $(SWEEP) --executor $(EXECUTOR) --workers $(WORKERS)
+
+sweep-report: $(STAMP)
+	@[ -n "$(SWEEP)" ] || { echo "usage: make sweep-report SWEEP=params/sweeps/<name>.yaml [METRIC=name]"; exit 2; }
+	$(PY) -m studylib sweep-report --file $(SWEEP) $(if $(METRIC),--metric $(METRIC))
+
+clean-cache:
+	rm -rf outputs/cache

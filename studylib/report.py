@@ -1,0 +1,337 @@
+"""``REPORT.md``: one Markdown page per profile built from every study's ``results.json``.
+
+``python -m studylib report --profile default`` reads ``outputs/default/*/results.json`` (the
+contract in ``shared/DESIGN.md``) and writes ``outputs/default/REPORT.md`` with
+
+- a summary table of the studies (status, claims reproduced, runtime, device);
+- one table of every claim (study, claim id, verdict, key evidence with its 95% CI, seeds);
+- a section per study: a generated paragraph ("k of n claims reproduced; not reproduced: ...;
+  inconclusive: ..."), the claims' statements, the metrics, relative links to the rendered
+  notebook (HTML and ipynb) and to each figure, and for a failed study its error.
+
+The text is a pure function of the results files (no dates, studies and figures sorted), so a
+rerun that reproduces the same numbers gives the same file apart from the runtimes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .io import atomic_write_text
+
+REPORT_NAME = "REPORT.md"
+VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
+_CI_KEY = re.compile(r"^(?P<stem>.*?)_?(?:ci_?95|ci|conf_int|confidence_interval)$",
+                     re.IGNORECASE)
+_STEM_SUFFIXES = ("_mean", "_median", "_value", "_estimate", "_est", "_hat")
+_MAX_EVIDENCE_ITEMS = 3
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt_number(x: Any) -> str:
+    """A number with 4 significant digits (ints as they are; None/NaN as ``nan``)."""
+    if x is None:
+        return "nan"
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _is_number(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) or x is None
+
+
+def _is_ci(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_number(v) for v in x)
+
+
+def _is_count_key(key: str) -> bool:
+    return key == "n" or key.startswith("n_") or key.endswith("_n")
+
+
+def md_escape(text: Any) -> str:
+    """Text safe inside a Markdown table cell (pipes escaped, newlines flattened)."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
+
+
+def format_evidence(evidence: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITEMS) -> str:
+    """The key numbers of a claim's evidence, each with its 95% CI when the evidence has one.
+
+    A CI is a 2-number list under a key named ``ci95`` / ``ci`` / ``<stem>_ci95`` /
+    ``<stem>_ci`` (case-insensitive). ``<stem>_ci95`` pairs with ``<stem>``,
+    ``<stem>_mean`` or ``<stem>_median``; a bare ``ci95`` pairs with the first number.
+    Counts (``n``, ``n_*``) are left out (the report shows them in their own column).
+    At most ``max_items`` numbers are shown, then ``...``.
+
+    Example:
+        >>> format_evidence({"spearman_mean": 0.94, "ci95": [0.91, 0.96], "n_seeds": 3})
+        'spearman_mean = 0.94 [0.91, 0.96]'
+    """
+    if not isinstance(evidence, dict):
+        return md_escape(evidence)
+    cis: dict[str, list] = {}
+    scalars: list[tuple[str, Any]] = []
+    flat: dict[str, Any] = {}
+    for key, value in evidence.items():  # one level of nesting: {"rho": mean_ci(...)}
+        if isinstance(value, dict):
+            flat.update({f"{key}_{k}": v for k, v in value.items()})
+        else:
+            flat[str(key)] = value
+    for key, value in flat.items():
+        m = _CI_KEY.match(str(key))
+        if m and _is_ci(value):
+            cis[m.group("stem").lower()] = list(value)
+        elif _is_number(value) and not _is_count_key(str(key)):
+            scalars.append((str(key), value))
+    used: set[str] = set()
+    parts: list[str] = []
+    for key, value in scalars:
+        stems = [key.lower()] + [key.lower()[: -len(s)] for s in _STEM_SUFFIXES
+                                 if key.lower().endswith(s)]
+        ci_stem = next((s for s in stems if s in cis and s not in used), None)
+        if ci_stem is None and "" in cis and "" not in used:
+            ci_stem = ""
+        text = f"{key} = {fmt_number(value)}"
+        if ci_stem is not None:
+            used.add(ci_stem)
+            lo, hi = cis[ci_stem]
+            text += f" [{fmt_number(lo)}, {fmt_number(hi)}]"
+        parts.append(text)
+    for stem, (lo, hi) in cis.items():
+        if stem not in used:
+            parts.append(f"{stem or 'ci95'} [{fmt_number(lo)}, {fmt_number(hi)}]")
+    shown = parts[:max_items]
+    if len(parts) > max_items:
+        shown.append("...")
+    return md_escape("; ".join(shown)) if shown else ""
+
+
+def claim_n_seeds(claim: dict[str, Any], results: dict[str, Any]) -> str:
+    """``n_seeds`` (or ``n``) from the claim's evidence, else the number of the study's seeds."""
+    ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}
+    for key in ("n_seeds", "n"):
+        if isinstance(ev.get(key), int) and not isinstance(ev.get(key), bool):
+            return str(ev[key])
+    seeds = results.get("seeds")
+    return str(len(seeds)) if isinstance(seeds, list) and seeds else ""
+
+
+def claims_paragraph(claims: list[dict[str, Any]]) -> str:
+    """"k of n claims reproduced; not reproduced: a, b; inconclusive: c." (or "No claims...")."""
+    if not claims:
+        return "No claims were recorded."
+    by = {v: [c.get("id", "?") for c in claims if c.get("verdict") == v] for v in VERDICT_ORDER}
+    text = f"{len(by['reproduced'])} of {len(claims)} claims reproduced"
+    if by["not reproduced"]:
+        text += "; not reproduced: " + ", ".join(f"`{i}`" for i in by["not reproduced"])
+    if by["inconclusive"]:
+        text += "; inconclusive: " + ", ".join(f"`{i}`" for i in by["inconclusive"])
+    return text + "."
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def collect(profile_dir: str | os.PathLike) -> list[tuple[str, Path, dict[str, Any] | None]]:
+    """``(study, folder, results or None)`` for every study folder under ``profile_dir``.
+
+    A folder counts as a study's when it holds ``results.json`` or ``<name>.ipynb``; a folder
+    with a notebook but no readable results.json gives ``None`` (an interrupted run).
+    """
+    profile_dir = Path(profile_dir)
+    found = []
+    if not profile_dir.is_dir():
+        return found
+    for d in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
+        res_path = d / "results.json"
+        if res_path.exists() or (d / f"{d.name}.ipynb").exists():
+            found.append((d.name, d, _read_json(res_path)))
+    return found
+
+
+def _figures(study_dir: Path, results: dict[str, Any] | None) -> list[Path]:
+    figs = sorted((study_dir / "figures").glob("*.png")) if (study_dir / "figures").is_dir() \
+        else []
+    return figs
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_report(profile: str, output_root: str | os.PathLike | None = None) -> str:
+    """The Markdown text of ``<output_root>/<profile>/REPORT.md`` (see the module docstring)."""
+    root = paths.resolve(output_root or paths.OUTPUTS_DIR)
+    profile_dir = root / profile
+    entries = collect(profile_dir)
+    lines: list[str] = [
+        f"# Report: profile `{profile}`",
+        "",
+        f"Written by `python -m studylib report --profile {profile}` from the `results.json` "
+        "that each study wrote into its folder here. Every verdict was computed by the "
+        "study's notebook from the measured numbers: *reproduced* when the whole 95% "
+        "confidence interval lies on the claimed side of the paper's threshold, *not "
+        "reproduced* when it lies wholly on the other side, *inconclusive* when it straddles "
+        "the threshold (or could not be computed). Apart from runtimes, this file changes "
+        "only when the results do.",
+        "",
+    ]
+    if not entries:
+        lines += [f"No study results under `{profile}/` yet: run "
+                  f"`python -m studylib run --profile {profile}`.", ""]
+        return "\n".join(lines)
+
+    counts = {v: 0 for v in VERDICT_ORDER}
+    n_claims = 0
+    n_ok = n_failed = 0
+    for _, _, res in entries:
+        if res and res.get("status") == "ok":
+            n_ok += 1
+        else:
+            n_failed += 1
+        for c in (res or {}).get("claims", []) or []:
+            n_claims += 1
+            if c.get("verdict") in counts:
+                counts[c["verdict"]] += 1
+    lines += [
+        "## Summary",
+        "",
+        f"{len(entries)} studies: {n_ok} ok, {n_failed} failed or unfinished. "
+        f"{n_claims} claims: {counts['reproduced']} reproduced, "
+        f"{counts['not reproduced']} not reproduced, {counts['inconclusive']} inconclusive.",
+        "",
+        "| study | status | claims reproduced | runtime | device |",
+        "|---|---|---|---|---|",
+    ]
+    for study, _, res in entries:
+        res = res or {}
+        claims = res.get("claims", []) or []
+        n_rep = sum(c.get("verdict") == "reproduced" for c in claims)
+        runtime = res.get("runtime_s")
+        lines.append(
+            f"| [{md_escape(study)}](#{_anchor(study)}) | {md_escape(res.get('status', 'unfinished'))} "
+            f"| {n_rep}/{len(claims)} "
+            f"| {fmt_number(float(runtime)) + ' s' if _is_number(runtime) and runtime is not None else ''} "
+            f"| {md_escape(res.get('device', ''))} |")
+    lines += [
+        "",
+        "## Claims",
+        "",
+        "| study | claim | verdict | key evidence [95% CI] | n_seeds |",
+        "|---|---|---|---|---|",
+    ]
+    any_claim = False
+    for study, _, res in entries:
+        for c in (res or {}).get("claims", []) or []:
+            any_claim = True
+            lines.append(
+                f"| {md_escape(study)} | `{md_escape(c.get('id', '?'))}` "
+                f"| {md_escape(c.get('verdict', '?'))} "
+                f"| {format_evidence(c.get('evidence', {}))} "
+                f"| {claim_n_seeds(c, res)} |")
+    if not any_claim:
+        lines.append("| | | | (no claims recorded) | |")
+    lines += ["", "## Studies", ""]
+    for study, d, res in entries:
+        lines += _study_section(study, d, res, profile_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _anchor(study: str) -> str:
+    """GitHub's heading anchor for ``### <study>`` (lowercase, spaces to dashes)."""
+    return re.sub(r"[^a-z0-9_\- ]", "", study.lower()).replace(" ", "-")
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _study_section(study: str, d: Path, res: dict[str, Any] | None,
+                   profile_dir: Path) -> list[str]:
+    lines = [f"### {study}", ""]
+    if res is None:
+        lines += ["**Unfinished**: the folder has no readable `results.json` (the run was "
+                  "interrupted before the study finished).", ""]
+    else:
+        status = res.get("status", "?")
+        runtime = res.get("runtime_s")
+        facts = [f"status: **{md_escape(status)}**"]
+        if _is_number(runtime) and runtime is not None:
+            facts.append(f"runtime: {float(runtime):.1f} s")
+        facts.append(f"device: {md_escape(res.get('device', '?'))}")
+        env = res.get("environment") if isinstance(res.get("environment"), dict) else {}
+        if env.get("gpu"):
+            facts.append(f"GPU: {md_escape(env['gpu'])}")
+        seeds = res.get("seeds")
+        if isinstance(seeds, list):
+            facts.append(f"seeds: {', '.join(str(s) for s in seeds) or '(none)'}")
+        lines += ["- " + "; ".join(facts), ""]
+        if status != "ok":
+            lines += [f"**Failed**: `{md_escape(res.get('error', 'unknown error'))}`", ""]
+        claims = res.get("claims", []) or []
+        lines += [claims_paragraph(claims), ""]
+        for c in claims:
+            lines.append(f"- `{md_escape(c.get('id', '?'))}` ({md_escape(c.get('verdict', '?'))}): "
+                         f"{md_escape(c.get('statement', ''))}")
+        if claims:
+            lines.append("")
+        metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
+        if metrics:
+            lines += ["| metric | value |", "|---|---|"]
+            for name in sorted(metrics):
+                lines.append(f"| {md_escape(name)} | {fmt_number(metrics[name])} |")
+            lines.append("")
+    links = []
+    for ext, label in ((".html", "notebook (HTML)"), (".ipynb", "notebook (ipynb)")):
+        f = d / f"{study}{ext}"
+        if f.exists():
+            links.append(f"[{label}]({_rel(f, profile_dir)})")
+    if (d / "results.json").exists():
+        links.append(f"[results.json]({_rel(d / 'results.json', profile_dir)})")
+    if links:
+        lines += ["Files: " + " · ".join(links), ""]
+    figs = _figures(d, res)
+    if figs:
+        lines += ["Figures: " + " · ".join(f"[{f.stem}]({_rel(f, profile_dir)})" for f in figs),
+                  ""]
+    return lines
+
+
+def write_report(profile: str, output_root: str | os.PathLike | None = None) -> Path:
+    """Write ``<output_root>/<profile>/REPORT.md`` atomically and return its path."""
+    root = paths.resolve(output_root or paths.OUTPUTS_DIR)
+    return atomic_write_text(root / profile / REPORT_NAME, build_report(profile, root))
+
+
+def cmd_report(args) -> int:
+    path = write_report(args.profile, args.output_root)
+    try:
+        shown = path.relative_to(paths.REPO_ROOT).as_posix()
+    except ValueError:
+        shown = str(path)
+    print(f"report: {shown}", file=sys.stdout)
+    return 0

@@ -1,0 +1,293 @@
+"""Tests of the Papermill runner (``python -m studylib list | run``) on fixture notebooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES_DIR, temp_leftovers, write_params
+
+from studylib import paths
+from studylib.__main__ import main
+from studylib.runner import Runner, ValidationError, format_outcomes, parse_set, read_parameters
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("seeds=[0,1]", ("seeds", [0, 1])),
+    ("seeds=[0, 1]", ("seeds", [0, 1])),
+    ("lr=1e-3", ("lr", 0.001)),
+    ("lr=2.5E+2", ("lr", 250.0)),
+    ("scale=2", ("scale", 2)),
+    ("flag=true", ("flag", True)),
+    ("name=abc", ("name", "abc")),
+    ("name=", ("name", "")),
+    ("cfg={a: 1, b: [2]}", ("cfg", {"a": 1, "b": [2]})),
+    ("expr=a=b", ("expr", "a=b")),
+])
+def test_parse_set_reads_values_as_yaml(item, expected):
+    assert parse_set(item) == expected
+
+
+@pytest.mark.parametrize("item", ["seeds", "=3", "x=[1, 2"])
+def test_parse_set_rejects_malformed_items(item):
+    with pytest.raises(ValidationError, match="--set"):
+        parse_set(item)
+
+
+def test_read_parameters_infers_types_from_literal_defaults():
+    params = read_parameters(FIXTURES_DIR / "fx2_ok.ipynb")
+    assert list(params) == ["profile", "output_dir", "device", "seeds", "n", "scale", "label",
+                            "fail", "fail_once_marker"]
+    assert {n: p.type_name for n, p in params.items()} == {
+        "profile": "str", "output_dir": "str", "device": "str", "seeds": "list", "n": "int",
+        "scale": "float", "label": "str", "fail": "bool", "fail_once_marker": "str"}
+    assert params["seeds"].default == [0, 1, 2]
+    assert params["scale"].default == 1.0
+    assert params["n"].help == "values drawn per seed"
+    # an int is a valid float; a bool is not an int; a list is not a str
+    assert params["scale"].accepts(3)
+    assert not params["n"].accepts(True)
+    assert not params["n"].accepts(2.5)
+    assert not params["label"].accepts([1])
+    assert params["seeds"].accepts([])
+
+
+def test_read_parameters_none_default_accepts_anything_and_recovers_skipped_lines(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell('profile = "smoke"  # p\n'
+                         'limit = None  # anything goes\n'
+                         'ratio = 0.5  # a=b in a comment makes papermill skip this line\n')
+    cell.metadata["tags"] = ["parameters"]
+    nb_path = tmp_path / "nb.ipynb"
+    nb = new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python"}
+    nbformat.write(nb, nb_path)
+    params = read_parameters(nb_path)
+    assert params["limit"].type_name == "None"
+    assert params["limit"].accepts("x") and params["limit"].accepts([1])
+    assert params["ratio"].type_name == "float" and params["ratio"].default == 0.5
+
+
+def test_read_parameters_requires_a_parameters_cell(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb_path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), nb_path)
+    with pytest.raises(ValidationError, match="parameters"):
+        read_parameters(nb_path)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _run_cli(capsys, *args):
+    rc = main(list(args))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.fixture
+def cli_dirs(tmp_path, params_dir):
+    out = tmp_path / "out"
+    return ["--notebooks-dir", str(FIXTURES_DIR), "--params-dir", str(params_dir),
+            "--output-root", str(out)], out
+
+
+def test_unknown_parameter_exits_2_naming_it_and_the_valid_ones(capsys, cli_dirs):
+    args, out = cli_dirs
+    rc, _, err = _run_cli(capsys, "run", *args, "--study", "fx2_ok", "--set", "bogus=1")
+    assert rc == 2
+    assert "unknown parameter 'bogus'" in err
+    assert "valid parameters: device, seeds, n, scale, label, fail, fail_once_marker" in err
+    assert not out.exists(), "validation must fail before anything runs"
+
+
+def test_wrong_type_exits_2_naming_parameter_and_type(capsys, cli_dirs):
+    args, out = cli_dirs
+    rc, _, err = _run_cli(capsys, "run", *args, "--study", "fx2_ok", "--set", "n=abc")
+    assert rc == 2
+    assert "parameter 'n'" in err and "expects int" in err and "got str 'abc'" in err
+    rc, _, err = _run_cli(capsys, "run", *args, "--study", "fx2_ok", "--set", "seeds=0")
+    assert rc == 2 and "parameter 'seeds'" in err and "expects list" in err
+    assert not out.exists()
+    # an int where a float is expected is fine (planning validates without running)
+    (plan,) = Runner(notebooks_dir=FIXTURES_DIR).plan("smoke", ["fx2_ok"], sets=["scale=3"])
+    assert plan.parameters["scale"] == 3
+
+
+def test_unknown_profile_exits_2_listing_valid_profiles(capsys, cli_dirs):
+    args, out = cli_dirs
+    rc, _, err = _run_cli(capsys, "run", *args, "--profile", "papr", "--study", "fx2_ok")
+    assert rc == 2
+    assert "unknown profile 'papr' for study 'fx2_ok'" in err
+    assert "valid profiles: smoke, default" in err
+    assert not out.exists()
+
+
+def test_unknown_study_exits_2_listing_valid_studies(capsys, cli_dirs):
+    args, out = cli_dirs
+    rc, _, err = _run_cli(capsys, "run", *args, "--study", "06_nope")
+    assert rc == 2
+    assert "unknown study '06_nope'; valid studies: fx1_raises, fx2_ok" in err
+    assert not out.exists()
+
+
+def test_bad_profile_yaml_is_rejected_before_any_study_runs(capsys, tmp_path, params_dir):
+    # fx1_raises sorts first and is valid; fx2_ok's YAML has an unknown key: nothing may run.
+    write_params(params_dir, "fx2_ok", "default", {"seeds": [0], "epochs": 3})
+    out = tmp_path / "out"
+    rc, _, err = _run_cli(capsys, "run", "--notebooks-dir", str(FIXTURES_DIR), "--params-dir",
+                          str(params_dir), "--output-root", str(out))
+    assert rc == 2
+    assert "fx2_ok/default.yaml" in err and "unknown parameter 'epochs'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key", ["output_dir", "profile"])
+def test_injected_names_cannot_be_overridden(tmp_path, params_dir, key):
+    runner = Runner(notebooks_dir=FIXTURES_DIR, params_dir=params_dir, output_root=tmp_path)
+    with pytest.raises(ValidationError, match=f"'{key}' is set by the runner"):
+        runner.plan("smoke", studies=["fx2_ok"], sets=[f"{key}=x"])
+
+
+def test_plan_merges_defaults_profile_and_set_in_that_order(tmp_path, params_dir):
+    runner = Runner(notebooks_dir=FIXTURES_DIR, params_dir=params_dir,
+                    output_root=paths.REPO_ROOT / "outputs" / "t")
+    (plan,) = runner.plan("default", studies=["fx2_ok"], sets=["scale=5", "label=z"],
+                          device="cpu")
+    # profile gives seeds and scale=2.0; --set wins for scale
+    assert plan.overrides == {"seeds": [0, 1], "scale": 5, "label": "z", "device": "cpu"}
+    assert plan.parameters["profile"] == "default"
+    # inside the repo the injected output_dir is relative (no machine paths in notebooks)
+    assert plan.parameters["output_dir"] == "outputs/t/default/fx2_ok"
+    assert plan.output_dir == paths.REPO_ROOT / "outputs" / "t" / "default" / "fx2_ok"
+    assert plan.device == "cpu"
+    # the smoke profile needs no YAML and uses the notebook's own device default
+    (smoke,) = runner.plan("smoke", studies=["fx2_ok"])
+    assert smoke.overrides == {} and smoke.device == "auto"
+
+
+def test_list_shows_title_profiles_and_parameters(capsys, params_dir):
+    rc, out, _ = _run_cli(capsys, "list", "--notebooks-dir", str(FIXTURES_DIR),
+                          "--params-dir", str(params_dir))
+    assert rc == 0
+    assert "fx2_ok: Fixture study: seeded values through StudyContext" in out
+    assert "profiles: smoke, default" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("scale "))
+    assert line.split()[:3] == ["scale", "float", "1.0"] and "scale * (1 + U[0, 1))" in line
+
+
+def test_cli_process_exits_with_code_2(tmp_path, params_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "studylib", "run", "--notebooks-dir", str(FIXTURES_DIR),
+         "--params-dir", str(params_dir), "--output-root", str(tmp_path / "o"),
+         "--study", "fx3_missing"],
+        capture_output=True, text=True, cwd=paths.REPO_ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown study 'fx3_missing'; valid studies: fx1_raises, fx2_ok" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One ``run --profile default`` of both fixtures (fx1_raises first, and it raises)."""
+    tmp = tmp_path_factory.mktemp("run")
+    params = tmp / "params"
+    write_params(params, "fx1_raises", "default", {"divisor": 0})
+    write_params(params, "fx2_ok", "default", {"seeds": [0, 1], "scale": 2.0})
+    out = tmp / "out"
+    # a stale "ok" from an earlier run must not survive a failing rerun
+    stale = out / "default" / "fx1_raises" / "results.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"status": "ok", "claims": []}))
+    rc = main(["run", "--notebooks-dir", str(FIXTURES_DIR), "--params-dir", str(params),
+               "--output-root", str(out), "--profile", "default", "--device", "cpu"])
+    return rc, out / "default"
+
+
+def test_failing_study_does_not_stop_the_next_and_run_exits_nonzero(default_run):
+    rc, root = default_run
+    assert rc == 1
+    failed = json.loads((root / "fx1_raises" / "results.json").read_text())
+    assert failed["status"] == "failed"
+    assert failed["error"] == "ZeroDivisionError: division by zero"
+    assert failed["error_detail"]["ename"] == "ZeroDivisionError"
+    assert failed["study"] == "fx1_raises" and failed["profile"] == "default"
+    assert failed["device"] == "cpu" and failed["params"]["divisor"] == 0
+    assert failed["runtime_s"] > 0
+    ok = json.loads((root / "fx2_ok" / "results.json").read_text())
+    assert ok["status"] == "ok"
+    assert ok["params"]["scale"] == 2.0 and ok["seeds"] == [0, 1]
+    assert ok["params"]["profile"] == "default" and ok["device"] == "cpu"
+    # scale 2 puts every value in [2, 4): the claim "mean >= 1" holds
+    assert [c["verdict"] for c in ok["claims"]] == ["reproduced"]
+
+
+def test_results_files_follow_the_contract(default_run):
+    from studylib.results import validate_results
+
+    _, root = default_run
+    for study in ("fx1_raises", "fx2_ok"):
+        validate_results(json.loads((root / study / "results.json").read_text()))
+
+
+def test_partial_notebook_and_html_are_kept(default_run):
+    import nbformat
+
+    _, root = default_run
+    nb = nbformat.read(str(root / "fx1_raises" / "fx1_raises.ipynb"), as_version=4)
+    texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert "before the error\n" in texts
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert errors and errors[0].ename == "ZeroDivisionError"
+    for study in ("fx1_raises", "fx2_ok"):
+        html = (root / study / f"{study}.html").read_text()
+        assert html.lstrip().lower().startswith("<!doctype html")
+    assert (root / "fx2_ok" / "figures" / "per_seed_means.png").stat().st_size > 0
+
+
+def test_report_lists_both_studies(default_run):
+    _, root = default_run
+    report = (root / "REPORT.md").read_text()
+    assert "### fx1_raises" in report and "### fx2_ok" in report
+    assert "ZeroDivisionError: division by zero" in report
+    assert "| fx2_ok | `mean_at_least_one` | reproduced |" in report
+    assert "[per_seed_means](fx2_ok/figures/per_seed_means.png)" in report
+
+
+def test_run_leaves_no_temporary_files(default_run):
+    _, root = default_run
+    assert temp_leftovers(root) == []
+
+
+def test_notebook_without_results_is_recorded_as_failed(tmp_path, params_dir):
+    runner = Runner(notebooks_dir=FIXTURES_DIR, params_dir=params_dir, output_root=tmp_path,
+                    render_html=False, log=None)
+    (plan,) = runner.plan("smoke", studies=["fx1_raises"], sets=["divisor=1"])
+    outcome = runner.execute(plan)
+    assert outcome.status == "failed"
+    assert "without writing results.json" in outcome.error
+    saved = json.loads((tmp_path / "smoke" / "fx1_raises" / "results.json").read_text())
+    assert saved["status"] == "failed" and saved["error_detail"]["ename"] == "MissingResults"
+    assert "failed" in format_outcomes([outcome]).splitlines()[2]
+    assert not (tmp_path / "smoke" / "fx1_raises" / "fx1_raises.html").exists()
+
+
+def test_no_notebooks_means_nothing_to_run(capsys, tmp_path):
+    empty = tmp_path / "nb"
+    empty.mkdir()
+    rc, _, err = _run_cli(capsys, "run", "--notebooks-dir", str(empty), "--output-root",
+                          str(tmp_path / "o"))
+    assert rc == 0 and "nothing to run" in err
+    assert Runner(notebooks_dir=Path(empty)).studies() == []
