@@ -1,0 +1,329 @@
+"""Tests of studylib.landscape against answers known in closed form.
+
+Most cases use a linear two-class model ``z = W x + b``: its margin is affine in ``x``, so the
+margin along ``x + a d`` is ``D(x) + a g.d`` with ``g = w_0 - w_1`` (label 0), the adversarial
+direction is ``sign(w_1 - w_0)``, the crossing step is ``D(x) / ||g||_1``, and the psi metric's
+maximiser moves the logit difference by ``eps * ||g||_1`` one way or the other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from studylib import landscape as L
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # These tensors are tiny: a second thread only adds synchronisation cost (large on a busy
+    # machine), so each test runs single-threaded and restores the setting afterwards.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def linear_model(d: int = 6, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(d, 2))
+    with torch.no_grad():
+        m[1].weight.copy_(torch.randn(2, d))
+        m[1].bias.copy_(torch.randn(2) * 0.1)
+    return m.eval()
+
+
+def linear_parts(m: nn.Module):
+    w, b = m[1].weight.detach(), m[1].bias.detach()
+    return w[0] - w[1], b[0] - b[1]
+
+
+# ----------------------------------------------------------------------------- margin
+
+
+def test_margin_by_hand():
+    logits = torch.tensor([[2.0, 0.5, 1.0], [0.0, 3.0, -1.0], [1.0, 1.0, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    assert torch.allclose(L.margin_from_logits(logits, y), torch.tensor([1.0, -3.0, 0.0]))
+    ce = L.quantity_from_logits(logits, y, "loss")
+    assert torch.allclose(ce, torch.nn.functional.cross_entropy(logits, y, reduction="none"))
+    with pytest.raises(ValueError, match="quantity"):
+        L.quantity_from_logits(logits, y, "entropy")
+    with pytest.raises(ValueError, match="logits"):
+        L.margin_from_logits(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- directions
+
+
+def test_adversarial_direction_of_linear_model_is_sign_of_weight_difference():
+    m = linear_model()
+    g, _ = linear_parts(m)
+    x = torch.rand(5, 6)
+    y = torch.tensor([0, 1, 0, 1, 0])
+    d = L.adversarial_direction(m, x, y)
+    want = torch.where(y[:, None] == 0, torch.sign(-g), torch.sign(g)).expand(5, 6)
+    assert torch.equal(d, want)
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_random_sign_directions_are_seeded_pm_one():
+    a = L.random_sign_directions((200, 3, 4), seed=3)
+    assert set(a.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(a, L.random_sign_directions((200, 3, 4), seed=3))
+    assert not torch.equal(a, L.random_sign_directions((200, 3, 4), seed=4))
+    assert abs(float(a.mean())) < 0.1
+
+
+# ----------------------------------------------------------------------------- cuts
+
+
+def test_line_cut_and_surface_of_linear_model_are_affine():
+    m = linear_model()
+    g, c = linear_parts(m)
+    x = torch.rand(4, 6)
+    y = torch.zeros(4, dtype=torch.long)
+    d1 = L.random_sign_directions(x.shape, seed=1)
+    d2 = L.random_sign_directions(x.shape, seed=2)
+    steps = torch.linspace(-1, 1, 7)
+    cut = L.line_cut(m, x, y, d1, steps)
+    want = (x @ g + c)[:, None] + steps[None] * (d1 @ g)[:, None]
+    assert torch.allclose(cut, want, atol=1e-5)
+    surf = L.surface_2d(m, x, y, d1, d2, steps, steps[:3])
+    want2 = ((x @ g + c)[:, None, None] + steps[None, :, None] * (d1 @ g)[:, None, None]
+             + steps[None, None, :3] * (d2 @ g)[:, None, None])
+    assert surf.shape == (4, 7, 3)
+    assert torch.allclose(surf, want2, atol=1e-5)
+    loss = L.line_cut(m, x, y, d1, steps, quantity="loss")
+    # two classes: CE = softplus(-margin)
+    assert torch.allclose(loss, torch.nn.functional.softplus(-want), atol=1e-5)
+
+
+def test_line_cut_clip_keeps_inputs_in_unit_box():
+    m = linear_model()
+    x = torch.full((1, 6), 0.5)
+    d = torch.ones(1, 6)
+    y = torch.zeros(1, dtype=torch.long)
+    far = L.line_cut(m, x, y, d, [5.0], clip=True)
+    at_one = L.line_cut(m, torch.ones(1, 6), y, d, [0.0])
+    assert torch.allclose(far, at_one)
+    with pytest.raises(ValueError, match="direction shape"):
+        L.line_cut(m, x, y, torch.ones(2, 6), [0.0])
+
+
+def test_crossing_step_matches_closed_form():
+    m = linear_model(d=10, seed=1)
+    g, c = linear_parts(m)
+    torch.manual_seed(0)
+    x = torch.rand(64, 10)
+    y = torch.where(x @ g + c > 0, 0, 1)  # every point correctly classified
+    dmargin = torch.where(y == 0, x @ g + c, -(x @ g + c))
+    d_adv = L.adversarial_direction(m, x, y)
+    steps = L.crossing_step(m, x, y, d_adv, max_step=10.0, n_grid=64, n_bisect=20)
+    want = dmargin / g.abs().sum()
+    tol = 10.0 / 64 / 2**20 + 1e-5
+    assert torch.all((steps - want).abs() <= tol + 1e-4 * want)
+    # a random direction: crossing at D / (-s g.d) where that is positive, else never (inf)
+    d = L.random_sign_directions(x.shape, seed=5)
+    slope = torch.where(y == 0, d @ g, -(d @ g))
+    st = L.crossing_step(m, x, y, d, max_step=10.0, n_grid=64, n_bisect=20)
+    expect = torch.where(slope < 0, dmargin / -slope, torch.full_like(slope, math.inf))
+    expect = torch.where(expect > 10.0, torch.full_like(expect, math.inf), expect)
+    fin = torch.isfinite(expect)
+    assert torch.equal(torch.isfinite(st), fin)
+    assert torch.all((st[fin] - expect[fin]).abs() <= 1e-3 * (1 + expect[fin]))
+
+
+def test_crossing_step_is_zero_for_misclassified_points():
+    m = linear_model()
+    g, c = linear_parts(m)
+    x = torch.rand(8, 6)
+    y = torch.where(x @ g + c > 0, 1, 0)  # every point wrong
+    d = L.adversarial_direction(m, x, y)
+    assert torch.all(L.crossing_step(m, x, y, d) == 0)
+    with pytest.raises(ValueError, match="max_step"):
+        L.crossing_step(m, x, y, d, max_step=0.0)
+
+
+# ----------------------------------------------------------------------------- KL
+
+
+def test_kl_from_logits_by_hand():
+    p = torch.tensor([[0.0, 0.0]])
+    q = torch.tensor([[0.0, math.log(3.0)]])  # softmax = (1/4, 3/4)
+    want = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert abs(float(L.kl_from_logits(p, q)) - want) < 1e-6
+    assert float(L.kl_from_logits(q, q)) == pytest.approx(0.0, abs=1e-7)
+
+
+# ----------------------------------------------------------------------------- rescaling
+
+
+def small_mlp(seed=0):
+    from studylib.models import build_model
+
+    return build_model("mlp", in_features=16, num_classes=3, hidden=(12, 8), seed=seed).eval()
+
+
+def small_cnn(seed=0, batchnorm=False):
+    from studylib.models import build_model
+
+    return build_model("small_cnn", in_channels=1, num_classes=3, image_size=8, width=4,
+                       hidden=8, batchnorm=batchnorm, seed=seed).eval()
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_relu_rescaling_preserves_the_function(layer):
+    for model, x in ((small_mlp(), torch.rand(20, 16)), (small_cnn(), torch.rand(20, 1, 8, 8))):
+        out = L.rescale_relu_layer(model, c=10.0, layer=layer)
+        name0, m0 = L.parametric_layers(model)[layer]
+        _, r0 = L.parametric_layers(out)[layer]
+        _, r1 = L.parametric_layers(out)[layer + 1]
+        _, m1 = L.parametric_layers(model)[layer + 1]
+        assert torch.allclose(r0.weight, 10 * m0.weight)
+        assert torch.allclose(r0.bias, 10 * m0.bias)
+        assert torch.allclose(r1.weight, m1.weight / 10)
+        assert torch.equal(r1.bias, m1.bias)
+        ref = model(x).detach()
+        assert L.max_output_difference(model, out, x) <= 1e-4 * (1 + float(ref.abs().max()))
+
+
+def test_relu_rescaling_refuses_what_it_cannot_preserve():
+    with pytest.raises(ValueError, match="c must be > 0"):
+        L.rescale_relu_layer(small_mlp(), c=-1.0)
+    with pytest.raises(ValueError, match="not positively homogeneous"):
+        L.rescale_relu_layer(small_cnn(batchnorm=True), c=10.0)
+    with pytest.raises(ValueError, match="layer must be"):
+        L.rescale_relu_layer(small_mlp(), layer=2)
+
+
+class ConstantLogits(nn.Module):
+    """Logits equal to a parameter vector ``b`` whatever the input."""
+
+    def __init__(self, k: int = 2):
+        super().__init__()
+        self.b = nn.Parameter(torch.zeros(k))
+
+    def forward(self, x):
+        return self.b.expand(len(x), -1)
+
+
+def test_weight_sharpness_matches_second_order_expectation():
+    # L(b) = CE(softmax(b), y); at b = 0 with two classes the Hessian is [[1,-1],[-1,1]]/4 and
+    # odd terms vanish on average, so E[L(u) - L(0)] = r^2 tr(H) / 2 / K = r^2 / 8 (+ O(r^4)).
+    m = ConstantLogits(2)
+    x = torch.zeros(10, 1)
+    y = torch.tensor([0, 1] * 5)
+    r = 0.2
+    s = L.weight_sharpness(m, x, y, radius=r, n_samples=1000, seed=0)
+    assert s == pytest.approx(r**2 / 8, rel=0.1)  # Monte Carlo standard error ~2%
+    assert torch.equal(m.b, torch.zeros(2))  # the model itself is untouched
+    with pytest.raises(ValueError, match="radius"):
+        L.weight_sharpness(m, x, y, radius=0.0)
+
+
+def test_rescaling_changes_sharpness_but_not_outputs():
+    # at a minimum (sharpness is a property of minima; at a random init it can be negative)
+    model = small_mlp(seed=1).train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 16, generator=gen)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    out = L.rescale_relu_layer(model, c=10.0)
+    s0 = L.weight_sharpness(model, x, y, radius=0.5, n_samples=8)
+    s1 = L.weight_sharpness(out, x, y, radius=0.5, n_samples=8)
+    assert L.max_output_difference(model, out, x) < 1e-4
+    assert max(s1 / s0, s0 / s1) > 2.0
+
+
+# ----------------------------------------------------------------------------- regimes
+
+
+def test_make_regime_ids_and_errors():
+    r = L.make_regime("pgd_at", eps=0.1, steps=5)
+    assert r.loss_id == "pgd_at(eps=0.1,steps=5)"
+    assert L.make_regime("natural").loss_id == "natural()"
+    assert L.make_regime("grad_norm", lam=1.0, p=1).loss_id != L.make_regime("grad_norm",
+                                                                             lam=1.0).loss_id
+    with pytest.raises(ValueError, match="unknown regime kind"):
+        L.make_regime("mixup")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        L.make_regime("natural", eps=0.1)
+
+
+def test_temperature_and_natural_losses():
+    m = linear_model()
+    x, y = torch.rand(7, 6), torch.randint(0, 2, (7,))
+    ce = torch.nn.functional.cross_entropy(m(x), y)
+    assert torch.allclose(L.make_regime("natural").loss_fn(m, x, y), ce)
+    assert torch.allclose(L.make_regime("temperature", temperature=1.0).loss_fn(m, x, y), ce)
+    t = L.make_regime("temperature", temperature=50.0).loss_fn(m, x, y)
+    assert torch.allclose(t, torch.nn.functional.cross_entropy(m(x) / 50.0, y))
+    assert float(t.detach()) == pytest.approx(math.log(2), abs=0.05)  # logits / 50 are near 0
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_grad_norm_penalty_of_linear_model_by_hand(p):
+    m = linear_model()
+    w = m[1].weight.detach()
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 1, 0, 1])
+    lam = 0.3
+    z = m(x).detach()
+    probs = torch.softmax(z, 1)
+    grad = (probs - torch.nn.functional.one_hot(y, 2).float()) @ w  # dCE_n/dx_n
+    pen = grad.abs().sum(1) if p == 1 else (grad**2).sum(1)
+    want = torch.nn.functional.cross_entropy(z, y) + lam * pen.mean()
+    got = L.make_regime("grad_norm", lam=lam, p=p).loss_fn(m, x, y)
+    assert torch.allclose(got, want, atol=1e-6)
+    got.backward()  # differentiable w.r.t. the weights (double backprop)
+    assert m[1].weight.grad is not None
+
+
+# ----------------------------------------------------------------------------- rankings
+
+
+def test_kendall_and_spearman_by_hand():
+    assert L.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert L.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # one discordant pair of 6: tau = (5 - 1) / 6
+    assert L.kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+    assert L.kendall_tau([1, 2, 3], [5, 5, 5]) == 0.0
+    assert L.spearman_rho([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(1 - 6 * 2 / (4 * 15))
+    with pytest.raises(ValueError):
+        L.kendall_tau([1], [1])
+
+
+def test_mean_pairwise_kendall_tau():
+    s = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 4, 3]], float)
+    # pairs: (0,1) tau 1, (0,2) 4/6, (1,2) 4/6
+    assert L.mean_pairwise_kendall_tau(s) == pytest.approx((1 + 4 / 6 + 4 / 6) / 3)
+    with pytest.raises(ValueError):
+        L.mean_pairwise_kendall_tau(s[:1])
+
+
+def test_ranking_stability_and_agreement_per_seed():
+    import pandas as pd
+
+    rows = []
+    for seed in (0, 1):
+        for setting in ("a", "b"):
+            for i, model in enumerate(["m1", "m2", "m3"]):
+                score = i if (seed == 0 or setting == "a") else -i
+                rows.append({"seed": seed, "arch": "x", "regime": model, "setting": setting,
+                             "score": float(score)})
+    df = pd.DataFrame(rows)
+    st = L.ranking_stability_per_seed(df, setting_cols=["setting"], value_col="score")
+    assert st == {0: pytest.approx(1.0), 1: pytest.approx(-1.0)}
+    a = df[df.setting == "a"]
+    b = df[df.setting == "b"]
+    ag = L.rank_agreement_per_seed(a, b, value_a="score", value_b="score")
+    assert ag == {0: pytest.approx(1.0), 1: pytest.approx(-1.0)}
