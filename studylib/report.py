@@ -221,7 +221,7 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         "## Summary",
         "",
         f"{len(entries)} studies: {n_ok} ok, {n_failed} failed or unfinished. "
-        f"{n_claims} claims: {counts['reproduced']} reproduced, "
+        f"{n_claims} claim{'' if n_claims == 1 else 's'}: {counts['reproduced']} reproduced, "
         f"{counts['not reproduced']} not reproduced, {counts['inconclusive']} inconclusive.",
         "",
         "| study | status | claims reproduced | runtime | device |",
@@ -235,7 +235,7 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         lines.append(
             f"| [{md_escape(study)}](#{_anchor(study)}) | {md_escape(res.get('status', 'unfinished'))} "
             f"| {n_rep}/{len(claims)} "
-            f"| {fmt_number(float(runtime)) + ' s' if _is_number(runtime) and runtime is not None else ''} "
+            f"| {f'{float(runtime):.1f} s' if _is_number(runtime) and runtime is not None else ''} "
             f"| {md_escape(res.get('device', ''))} |")
     lines += [
         "",
