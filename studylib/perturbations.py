@@ -588,3 +588,211 @@ def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike,
         "auc_perturbed": float(auc[s:].mean()),
         "n_seeds": int(s),
     }
+
+
+# ----------------------------------------------------------------------------- study 02 pipeline
+
+#: The four perturbations of study 02 -> what their parameter (see :func:`perturb`) means.
+STUDY02_PERTURBATIONS = {
+    "gaussian_noise": "noise std as a fraction of each image's dynamic range",
+    "lowpass": "low-pass radius r as a fraction of the Nyquist frequency (smaller = stronger)",
+    "highpass": "high-pass radius r as a fraction of the Nyquist frequency (larger = stronger)",
+    "pgd": "L-inf radius eps of PGD against the classifier",
+}
+
+
+def screening_classifier(*, in_channels: int = 1, image_size: int = 128, unshuffle: int = 4,
+                         widths: Sequence[int] = (16, 32, 64),
+                         blocks_per_stage: Sequence[int] = (1, 1, 1), seed: int = 0) -> torch.nn.Module:
+    """The lesion classifier of study 02: a lossless space-to-depth step, then studylib's narrow
+    ResNet (``studylib.models.build_model("resnet", ...)``) with two outputs.
+
+    ``nn.PixelUnshuffle(unshuffle)`` rearranges each ``unshuffle x unshuffle`` block of pixels
+    into channels: no pixel value is lost or averaged (unlike pooling or resizing, which would
+    themselves be low-pass filters and erase the specks this study is about), but the ResNet then
+    runs at ``image_size / unshuffle`` resolution, which is what makes 128x128 training fit a
+    CPU budget (about 10x fewer operations than a full-resolution stem at ``unshuffle=4``).
+
+    Args:
+        in_channels: image channels (default 1).
+        image_size: input side (default 128); must be divisible by ``unshuffle``.
+        unshuffle: block size (default 4; 1 = no rearrangement).
+        widths, blocks_per_stage: passed to the ResNet (defaults ``(16, 32, 64)``, ``(1, 1, 1)``).
+        seed: initial-weight seed.
+
+    Returns:
+        An ``nn.Sequential`` with a JSON-able ``.config`` (used in checkpoint cache keys).
+    """
+    from .models import build_model
+
+    unshuffle = int(unshuffle)
+    if unshuffle < 1 or int(image_size) % unshuffle:
+        raise ValueError(f"unshuffle must be >= 1 and divide image_size={image_size}, got {unshuffle}")
+    inner = build_model("resnet", in_channels=int(in_channels) * unshuffle**2, num_classes=2,
+                        image_size=int(image_size) // unshuffle, widths=tuple(widths),
+                        blocks_per_stage=tuple(blocks_per_stage), seed=seed)
+    model = torch.nn.Sequential(torch.nn.PixelUnshuffle(unshuffle), inner)
+    model.config = {"name": "screening_classifier", "unshuffle": unshuffle,  # type: ignore[attr-defined]
+                    "image_size": int(image_size), "resnet": inner.config}
+    return model
+
+
+def positive_probability(model: torch.nn.Module, x: ArrayLike, *, device: str | torch.device = "cpu",
+                         batch_size: int = 512) -> np.ndarray:
+    """Softmax probability of class 1 (lesion present) for each image, as a numpy array."""
+    from .training import predict_logits
+
+    logits = predict_logits(model, _as_batch(x), device, batch_size=batch_size)
+    return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+
+
+def perturb(name: str, x: ArrayLike, level: float | None, *, seed: int = 0,
+            model: torch.nn.Module | None = None, y: torch.Tensor | None = None,
+            pgd_steps: int = 10, device: str | torch.device = "cpu",
+            batch_size: int = 256) -> torch.Tensor:
+    """Apply one of the four study-02 perturbations (:data:`STUDY02_PERTURBATIONS`).
+
+    Args:
+        name: ``"gaussian_noise"``, ``"lowpass"``, ``"highpass"`` or ``"pgd"``.
+        x: images (N, C, H, W) in [0, 1].
+        level: the perturbation's own parameter, or ``None`` for the clean images:
+            - ``"gaussian_noise"``: noise std as a fraction of each image's dynamic range
+              (:func:`gaussian_noise`, clipped to [0, 1]);
+            - ``"lowpass"``: radius ``r`` as a fraction of the Nyquist frequency
+              ``min(H, W) / 2`` (:func:`fourier_lowpass`; smaller = stronger);
+            - ``"highpass"``: the same for :func:`fourier_highpass` (larger = stronger);
+            - ``"pgd"``: L-inf radius eps of untargeted PGD on the cross-entropy of the true
+              label (``studylib.attacks.pgd``) against ``model``; needs ``model`` and ``y``.
+        seed: seeds the noise / PGD random start.
+        pgd_steps, device, batch_size: PGD settings (default 10 steps, cpu, 256).
+
+    Returns:
+        The perturbed images (a new tensor).
+    """
+    x = _as_batch(x)
+    if name not in STUDY02_PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r}; valid: {sorted(STUDY02_PERTURBATIONS)}")
+    if level is None:
+        return x.clone()
+    level = _check_nonneg(level, "level")
+    nyquist = min(x.shape[-2:]) / 2.0
+    if name == "gaussian_noise":
+        return gaussian_noise(x, level, seed=seed)
+    if name == "lowpass":
+        return fourier_lowpass(x, level * nyquist)
+    if name == "highpass":
+        return fourier_highpass(x, level * nyquist)
+    if model is None or y is None:
+        raise ValueError("perturbation 'pgd' needs model= and y=")
+    from .attacks import pgd
+
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size].to(dev)
+        yb = y[i:i + batch_size].to(dev)
+        out.append(pgd(model, xb, yb, level, steps=pgd_steps, seed=seed + i).cpu())
+    return torch.cat(out)
+
+
+def labelled_objects(mask: ArrayLike) -> np.ndarray:
+    """Connected components (8-connectivity) of a binary (H, W) mask as an int label image."""
+    from scipy import ndimage
+
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask) > 0
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+    labels, _ = ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
+    return labels
+
+
+def cluster_bootstrap_fraction(hits: np.ndarray, totals: np.ndarray, *, n_boot: int = 1000,
+                               seed: int = 0, ci: float = 0.95) -> dict[str, float | list[float]]:
+    """A ratio of sums ``sum(hits) / sum(totals)`` with a bootstrap CI resampling *clusters*.
+
+    Used for "fraction of specks still detectable": specks of one image are correlated (same
+    background, same filter), so the image, not the speck, is the resampling unit.
+
+    Args:
+        hits, totals: (M,) per-cluster counts (e.g. per image: specks retained, specks
+            detectable before).
+
+    Returns:
+        ``{"fraction": f, "ci95": [lo, hi], "n_clusters": M, "n_objects": sum(totals)}``.
+    """
+    hits = np.asarray(hits, dtype=float)
+    totals = np.asarray(totals, dtype=float)
+    if hits.shape != totals.shape or hits.ndim != 1:
+        raise ValueError("hits and totals must be 1-D arrays of equal length")
+    m = hits.size
+    tot = totals.sum()
+    frac = float(hits.sum() / tot) if tot > 0 else math.nan
+    if m < 2 or n_boot <= 0:
+        return {"fraction": frac, "ci95": [math.nan, math.nan], "n_clusters": int(m),
+                "n_objects": int(tot)}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, m, size=(int(n_boot), m))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = hits[idx].sum(1) / totals[idx].sum(1)
+    return {"fraction": frac, "ci95": percentile_ci(reps, ci), "n_clusters": int(m),
+            "n_objects": int(tot)}
+
+
+def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
+                              r_fractions: Sequence[float], *, threshold: float = 3.0,
+                              data_range: float = 1.0, n_boot: int = 1000,
+                              seed: int = 0) -> dict[str, object]:
+    """How low-pass filtering changes object CNR, detectability and whole-image SSIM/PSNR.
+
+    Args:
+        x: (N, 1, H, W) images holding the objects.
+        regions: ``regions[i]``: the objects of image ``i`` (:func:`object_regions`).
+        r_fractions: low-pass radii as fractions of the Nyquist frequency.
+        threshold: CNR at which an object counts as detectable (default 3).
+        data_range: for SSIM/PSNR (default 1.0).
+        n_boot, seed: cluster bootstrap over images for the retained fraction.
+
+    Returns:
+        ``{"cnr_clean": (M,) CNR of all M objects unfiltered, "detectable_clean": fraction of
+        objects with CNR >= threshold unfiltered, "per_r": [one dict per r with "r_fraction",
+        "median_cnr", "retained" (:func:`cluster_bootstrap_fraction` of objects detectable
+        before and after), "ssim_mean", "ssim_ci95", "psnr_mean"]}``.
+    """
+    from .results import mean_ci
+
+    x = _as_batch(x)
+    counts = np.array([len(r) for r in regions])
+    img_of = np.repeat(np.arange(len(regions)), counts)
+    cnr0 = batch_cnr(x, regions)
+    det0 = detectable(cnr0, threshold)
+    totals = np.bincount(img_of, weights=det0, minlength=len(regions))
+    keep = totals > 0
+    out: dict[str, object] = {"cnr_clean": cnr0, "n_objects": int(cnr0.size),
+                              "detectable_clean": float(det0.mean()) if cnr0.size else math.nan,
+                              "threshold": float(threshold), "per_r": []}
+    for rf in r_fractions:
+        xf = perturb("lowpass", x, float(rf))
+        cnr = batch_cnr(xf, regions)
+        hits = np.bincount(img_of, weights=det0 & detectable(cnr, threshold), minlength=len(regions))
+        ssim, psnr = ssim_psnr(x, xf, data_range=data_range)
+        ssim_ci = mean_ci(ssim)  # over images
+        out["per_r"].append({   # type: ignore[union-attr]
+            "r_fraction": float(rf),
+            "median_cnr": float(np.nanmedian(cnr)) if cnr.size else math.nan,
+            "detectable": float(detectable(cnr, threshold).mean()) if cnr.size else math.nan,
+            "retained": cluster_bootstrap_fraction(hits[keep], totals[keep], n_boot=n_boot, seed=seed),
+            "cnr": cnr,
+            "ssim_mean": float(ssim.mean()),
+            "ssim_ci95": ssim_ci["ci95"],
+            "psnr_mean": float(np.mean(psnr[np.isfinite(psnr)])) if np.isfinite(psnr).any() else math.inf,
+        })
+    return out
+
+
+def subgroup_labels(y: ArrayLike, lesion_type: ArrayLike, keep_type: int) -> np.ndarray:
+    """Labels for "positives of lesion type ``keep_type`` vs all negatives": positives of any
+    other type become -1 (left out, see :func:`bootstrap_auc`)."""
+    y = np.asarray(y).astype(np.int64)
+    t = np.asarray(lesion_type)
+    return np.where((y == 1) & (t != keep_type), -1, y)

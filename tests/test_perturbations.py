@@ -262,3 +262,81 @@ def test_auc_drop_is_paired_and_averaged_over_seeds():
     assert res["ci95"][0] > 0                     # noise that large always hurts
     same = P.auc_drop(y, clean, clean, n_boot=100)
     assert same["drop"] == 0 and same["ci95"] == [0.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- study 02 pipeline
+
+
+def test_screening_classifier_space_to_depth_is_lossless_and_outputs_two_logits():
+    m = P.screening_classifier(image_size=32, unshuffle=4, widths=(4, 8), blocks_per_stage=(1, 1), seed=0)
+    x = _img(n=3, c=1, h=32, w=32)
+    assert m(x).shape == (3, 2)
+    z = m[0](x)
+    assert z.shape == (3, 16, 8, 8)
+    assert torch.equal(torch.nn.PixelShuffle(4)(z), x)          # nothing averaged away
+    assert m.config["unshuffle"] == 4 and m.config["resnet"]["in_channels"] == 16
+    with pytest.raises(ValueError, match="unshuffle"):
+        P.screening_classifier(image_size=30, unshuffle=4)
+    # the same seed gives the same initial weights (m itself ran in train mode: BN stats moved)
+    m2, m3 = (P.screening_classifier(image_size=32, unshuffle=4, widths=(4, 8), blocks_per_stage=(1, 1),
+                                     seed=0) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m2.state_dict().values()))
+
+
+def test_perturb_dispatch_levels():
+    x = _img(n=2, c=1, h=16, w=16)
+    assert torch.equal(P.perturb("lowpass", x, None), x)
+    assert torch.allclose(P.perturb("lowpass", x, 0.25), P.fourier_lowpass(x, 2.0))
+    assert torch.allclose(P.perturb("highpass", x, 0.5), P.fourier_highpass(x, 4.0))
+    assert torch.equal(P.perturb("gaussian_noise", x, 0.1, seed=2), P.gaussian_noise(x, 0.1, seed=2))
+    with pytest.raises(ValueError, match="model"):
+        P.perturb("pgd", x, 0.1)
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        P.perturb("jpeg", x, 0.1)
+    # PGD stays inside the eps ball and [0, 1]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 2))
+    y = torch.tensor([0, 1])
+    adv = P.perturb("pgd", x, 0.05, model=model, y=y, pgd_steps=3)
+    assert (adv - x).abs().max() <= 0.05 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_cluster_bootstrap_fraction():
+    res = P.cluster_bootstrap_fraction(np.array([1, 2, 0, 3]), np.array([2, 2, 2, 4]), n_boot=200)
+    assert res["fraction"] == 0.6 and res["n_objects"] == 10 and res["n_clusters"] == 4
+    lo, hi = res["ci95"]
+    assert 0 <= lo <= 0.6 <= hi <= 1
+    same = P.cluster_bootstrap_fraction(np.array([2, 2, 2]), np.array([2, 2, 2]), n_boot=50)
+    assert same["ci95"] == [1.0, 1.0]
+
+
+def test_subgroup_labels():
+    y = np.array([0, 1, 1, 0, 1])
+    t = np.array([0, 1, 2, 0, 1])
+    assert P.subgroup_labels(y, t, 1).tolist() == [0, 1, -1, 0, 1]
+    assert P.subgroup_labels(y, t, 2).tolist() == [0, -1, 1, 0, -1]
+
+
+def test_lowpass_erases_a_speck_before_a_mass():
+    # one 1-px speck and one Gaussian blob (sigma 4 px) on a smooth textured background (std
+    # ~0.02, correlation length 2 px, as breast tissue): a low-pass of radius r blurs with std
+    # n / (2 pi r) px = 1.27 px here, which spreads the speck's contrast over ~10 pixels (peak /10)
+    # while the texture, already smooth, keeps most of its std; the blob barely changes.
+    rng = np.random.default_rng(0)
+    n = 64
+    texture = P.fourier_lowpass(torch.randn((1, 1, n, n), generator=torch.Generator().manual_seed(0)),
+                                n / (2 * math.pi * 2.0))[0, 0].numpy().astype(float)
+    img = 0.3 + 0.02 * texture / texture.std()
+    img[16, 16] += 0.3
+    yy, xx = np.mgrid[0:n, 0:n]
+    blob = np.exp(-((yy - 44) ** 2 + (xx - 44) ** 2) / (2 * 4.0**2))
+    img += 0.3 * blob
+    labels = np.zeros((n, n), dtype=np.int32)
+    labels[16, 16] = 1
+    mass_labels = (blob > np.exp(-0.5)).astype(np.int32)   # within 1 sigma
+    x = torch.tensor(img, dtype=torch.float32).view(1, 1, n, n)
+    speck = P.lowpass_object_visibility(x, [P.object_regions(labels)], [0.25], n_boot=20)
+    mass = P.lowpass_object_visibility(x, [P.object_regions(mass_labels, gap=2, width=4)], [0.25], n_boot=20)
+    assert speck["detectable_clean"] == 1.0 and mass["detectable_clean"] == 1.0
+    assert speck["per_r"][0]["retained"]["fraction"] == 0.0
+    assert mass["per_r"][0]["retained"]["fraction"] == 1.0
+    assert 0 < speck["per_r"][0]["ssim_mean"] <= 1
