@@ -796,3 +796,217 @@ def subgroup_labels(y: ArrayLike, lesion_type: ArrayLike, keep_type: int) -> np.
     y = np.asarray(y).astype(np.int64)
     t = np.asarray(lesion_type)
     return np.where((y == 1) & (t != keep_type), -1, y)
+
+
+def speck_label_image(specks: ArrayLike, shape: tuple[int, int]) -> np.ndarray:
+    """Label image of microcalcification specks given as rows (row, col, radius, ...).
+
+    Speck ``k`` (1-based) covers the pixels whose centre lies within its radius of its centre
+    (at least the nearest pixel), the definition ``studylib.data``'s phantom uses; a pixel
+    claimed by two specks keeps the first.
+    """
+    sp = np.asarray(specks.detach().cpu() if isinstance(specks, torch.Tensor) else specks, dtype=float)
+    h, w = int(shape[0]), int(shape[1])
+    labels = np.zeros((h, w), dtype=np.int32)
+    if sp.size == 0:
+        return labels
+    if sp.ndim != 2 or sp.shape[1] < 3:
+        raise ValueError(f"specks must have shape (K, >=3) of (row, col, radius, ...), got {sp.shape}")
+    rows = np.arange(h)[:, None]
+    cols = np.arange(w)[None, :]
+    for k, (cy, cx, r) in enumerate(sp[:, :3], start=1):
+        d = np.sqrt((rows - cy) ** 2 + (cols - cx) ** 2)
+        inside = (d <= max(r, d.min())) & (labels == 0)
+        labels[inside] = k
+    return labels
+
+
+def lesion_regions(split, lesion: str, *, gap: int, width: int) -> tuple[np.ndarray, list[list[Region]]]:
+    """Indices of the images with a lesion of type ``lesion`` and their object regions.
+
+    Args:
+        split: a ``studylib.data.Split`` with extras ``"lesion_type"`` and, for
+            ``lesion="calcification"``, ``"specks"`` (phantoms) or ``"calc_mask"`` (connected
+            components are the specks); for ``lesion="mass"``, ``"mask"`` (the mass outline).
+        lesion: ``"calcification"`` (lesion_type 1) or ``"mass"`` (lesion_type 2).
+        gap, width: ring geometry (:func:`object_regions`).
+
+    Returns:
+        ``(indices, regions)``; every image's other lesion pixels are excluded from its rings.
+    """
+    kinds = {"calcification": 1, "mass": 2}
+    if lesion not in kinds:
+        raise ValueError(f"lesion must be one of {sorted(kinds)}, got {lesion!r}")
+    extras = split.extras
+    if "lesion_type" not in extras:
+        raise ValueError("split.extras has no 'lesion_type'")
+    lt = np.asarray(extras["lesion_type"])
+    idx = np.flatnonzero(lt == kinds[lesion])
+    h, w = split.x.shape[-2:]
+    regions: list[list[Region]] = []
+    for i in idx:
+        lesion_mask = np.asarray(extras["mask"][i, 0]) > 0 if "mask" in extras else None
+        if lesion == "calcification":
+            if "specks" in extras:
+                labels = speck_label_image(extras["specks"][i], (h, w))
+            elif "calc_mask" in extras:
+                labels = labelled_objects(extras["calc_mask"][i, 0])
+            else:
+                raise ValueError("calcification CNR needs extras 'specks' or 'calc_mask'")
+        else:
+            if lesion_mask is None:
+                raise ValueError("mass CNR needs extras 'mask'")
+            labels = lesion_mask.astype(np.int32)
+        exclude = None
+        if lesion_mask is not None:
+            exclude = lesion_mask & ~(labels > 0)
+        regions.append(object_regions(labels, gap=gap, width=width, exclude=exclude))
+    return idx, regions
+
+
+def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
+                       grids: dict[str, Sequence[float]], *, pgd_steps: int = 10,
+                       pgd_subset: int | None = None, device: str | torch.device = "cpu",
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """Positive-class probabilities of every model under every perturbation level.
+
+    Args:
+        models: S trained classifiers (one per seed).
+        x, y: test images (N, C, H, W) and labels (N,).
+        grids: perturbation name (:data:`STUDY02_PERTURBATIONS`) -> levels (without the clean
+            level, which is added as level 0).
+        pgd_steps: PGD steps (default 10).
+        pgd_subset: attack only the first ``pgd_subset`` test images (PGD is the expensive
+            part); ``None`` attacks all. The other perturbations use all N images.
+        device: where the models run.
+        seed: noise / PGD seed; model ``s`` uses ``seed + s`` for PGD.
+
+    Returns:
+        name -> array (L + 1, S, N_name) of probabilities, level 0 = clean; for ``"pgd"``
+        ``N_name = pgd_subset``. Input-only perturbations are computed once and shared by all
+        models (the same noisy image for every seed).
+    """
+    from .runtime import progress
+
+    unknown = sorted(set(grids) - set(STUDY02_PERTURBATIONS))
+    if unknown:
+        raise ValueError(f"unknown perturbation(s) {unknown}; valid: {sorted(STUDY02_PERTURBATIONS)}")
+    out: dict[str, np.ndarray] = {}
+    clean = np.stack([positive_probability(m, x, device=device) for m in models])
+    jobs = [(n, lvl) for n, levels in grids.items() for lvl in levels]
+    results: dict[str, list[np.ndarray]] = {n: [] for n in grids}
+    for name, level in progress(jobs, desc="perturbations"):
+        if name == "pgd":
+            n_sub = x.shape[0] if pgd_subset is None else min(int(pgd_subset), x.shape[0])
+            probs = np.stack([
+                positive_probability(m, perturb("pgd", x[:n_sub], level, seed=seed + s, model=m,
+                                                y=y[:n_sub], pgd_steps=pgd_steps, device=device),
+                                     device=device)
+                for s, m in enumerate(models)])
+        else:
+            xp = perturb(name, x, level, seed=seed)
+            probs = np.stack([positive_probability(m, xp, device=device) for m in models])
+        results[name].append(probs)
+    for name in grids:
+        n_sub = results[name][0].shape[1] if results[name] else x.shape[0]
+        out[name] = np.stack([clean[:, :n_sub]] + results[name])
+    return out
+
+
+# ----------------------------------------------------------------------------- AUC summaries
+
+
+def auc_contrast(terms: Sequence[tuple[float, ArrayLike, ArrayLike]], *, n_boot: int = 1000,
+                 seed: int = 0, ci: float = 0.95) -> dict[str, object]:
+    """A linear combination of ROC AUCs, per seed and averaged over seeds, with two intervals.
+
+    For seed ``s`` the value is ``sum_t w_t * AUC(y_t, scores_t[s])``. Examples: the AUC drop
+    under a perturbation is ``[(+1, y, clean), (-1, y, perturbed)]``; "the calcification drop
+    exceeds the mass drop" is ``[(+1, y_calc, clean), (-1, y_calc, pert), (-1, y_mass, clean),
+    (+1, y_mass, pert)]``.
+
+    Args:
+        terms: ``(weight, y, scores)`` with ``y`` (N,) labels (1, 0, -1 = left out) and
+            ``scores`` (S, N), the same S seeds and the same N examples in every term.
+        n_boot, seed, ci: bootstrap over examples (default 1000 replicates); every replicate
+            evaluates all terms and seeds on the same resample (a paired bootstrap).
+
+    Returns:
+        ``{"value": seed mean, "ci95": bootstrap interval of the seed mean (image
+        variability), "seed_ci95": Student-t interval over seeds (training variability),
+        "per_seed": [...], "n_seeds": S}``.
+    """
+    from .results import mean_ci
+
+    if not terms:
+        raise ValueError("terms must not be empty")
+    ys, ss, ws = [], [], []
+    n_seeds = None
+    for w, y, sc in terms:
+        sc = np.atleast_2d(np.asarray(sc, dtype=float))
+        if n_seeds is None:
+            n_seeds = sc.shape[0]
+        if sc.shape[0] != n_seeds:
+            raise ValueError("every term needs scores from the same number of seeds")
+        y = np.asarray(y)
+        ys.append(np.broadcast_to(y, sc.shape))
+        ss.append(sc)
+        ws.append(float(w))
+    auc, reps = bootstrap_auc(np.concatenate(ys), np.concatenate(ss), n_boot=n_boot, seed=seed)
+    t = len(terms)
+    w = np.asarray(ws)[:, None]
+    per_seed = (auc.reshape(t, n_seeds) * w).sum(0)
+    rep_val = (reps.reshape(-1, t, n_seeds) * w[None]).sum(1).mean(1)
+    return {"value": float(per_seed.mean()), "ci95": percentile_ci(rep_val, ci),
+            "seed_ci95": mean_ci(per_seed, ci=ci)["ci95"], "per_seed": [float(v) for v in per_seed],
+            "n_seeds": int(n_seeds)}
+
+
+def auc_curve(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
+              threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """AUC against perturbation level for several seeds, with paired bootstrap bands.
+
+    Args:
+        y: (N,) labels (1, 0, -1 = left out).
+        scores: (L, S, N) probabilities, level 0 = clean (as from :func:`sensitivity_scores`).
+        n_boot, seed: bootstrap over examples, shared by all levels and seeds.
+        threshold: decision threshold for the flip fraction (default 0.5).
+
+    Returns:
+        dict of arrays over levels: ``auc_mean`` (L,), ``auc_ci95`` (L, 2) (bootstrap of the
+        seed-mean AUC), ``auc_per_seed`` (L, S), ``drop`` (L,) seed-mean ``AUC_0 - AUC_l``,
+        ``drop_ci95`` (L, 2) paired bootstrap, ``drop_seed_ci95`` (L, 2) t-interval over seeds,
+        ``flip`` (L,) seed-mean fraction of decisions that differ from the clean ones
+        (examples with label -1 excluded).
+    """
+    from .results import mean_ci
+
+    sc = np.asarray(scores, dtype=float)
+    if sc.ndim != 3:
+        raise ValueError(f"scores must be (levels, seeds, N), got shape {sc.shape}")
+    lv, s, n = sc.shape
+    y = np.asarray(y)
+    auc, reps = bootstrap_auc(y, sc.reshape(lv * s, n), n_boot=n_boot, seed=seed)
+    auc = auc.reshape(lv, s)
+    reps = reps.reshape(-1, lv, s)
+    used = y >= 0
+    drop_per_seed = auc[0][None, :] - auc
+    return {
+        "auc_mean": auc.mean(1),
+        "auc_ci95": np.array([percentile_ci(reps[:, i].mean(1)) for i in range(lv)]),
+        "auc_per_seed": auc,
+        "drop": drop_per_seed.mean(1),
+        "drop_ci95": np.array([percentile_ci((reps[:, 0] - reps[:, i]).mean(1)) for i in range(lv)]),
+        "drop_seed_ci95": np.array([mean_ci(drop_per_seed[i])["ci95"] for i in range(lv)]),
+        "flip": np.array([np.mean([flip_fraction(sc[0, k, used], sc[i, k, used], threshold)
+                                   for k in range(s)]) for i in range(lv)]),
+    }
+
+
+def two_interval_verdict(value_ci: Sequence[float], seed_ci: Sequence[float], check) -> str:
+    """Verdict that needs *both* the image-bootstrap interval and the across-seed interval to
+    pass ``check`` (a ``studylib.results`` verdict function of one interval), combined with
+    ``studylib.results.combine_verdicts`` (any failure wins, then any straddle)."""
+    from .results import combine_verdicts
+
+    return combine_verdicts([check(list(value_ci)), check(list(seed_ci))])

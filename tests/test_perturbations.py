@@ -340,3 +340,33 @@ def test_lowpass_erases_a_speck_before_a_mass():
     assert speck["per_r"][0]["retained"]["fraction"] == 0.0
     assert mass["per_r"][0]["retained"]["fraction"] == 1.0
     assert 0 < speck["per_r"][0]["ssim_mean"] <= 1
+
+
+def test_auc_contrast_and_curve_agree_with_direct_computation():
+    from sklearn.metrics import roc_auc_score
+
+    from studylib.results import NOT_REPRODUCED, REPRODUCED, verdict_greater
+
+    rng = np.random.default_rng(5)
+    n = 600
+    y = rng.integers(0, 2, n)
+    t = np.where(y == 1, rng.integers(1, 3, n), 0)         # lesion types 1 / 2
+    clean = np.stack([y * 2.0 + rng.normal(size=n) for _ in range(3)])
+    # the perturbation destroys the signal of type-1 positives only
+    pert = clean.copy()
+    pert[:, t == 1] = rng.normal(size=(3, int((t == 1).sum())))
+    yc, ym = P.subgroup_labels(y, t, 1), P.subgroup_labels(y, t, 2)
+    res = P.auc_contrast([(1, yc, clean), (-1, yc, pert), (-1, ym, clean), (1, ym, pert)], n_boot=300)
+    direct = [roc_auc_score(y[yc >= 0], clean[s, yc >= 0]) - roc_auc_score(y[yc >= 0], pert[s, yc >= 0])
+              for s in range(3)]
+    assert res["per_seed"] == pytest.approx(direct)           # mass terms cancel exactly
+    assert res["n_seeds"] == 3 and res["ci95"][0] > 0.3
+    assert P.two_interval_verdict(res["ci95"], res["seed_ci95"], verdict_greater) == REPRODUCED
+    assert P.two_interval_verdict([-0.2, -0.1], [0.1, 0.2], verdict_greater) == NOT_REPRODUCED
+
+    curve = P.auc_curve(y, np.stack([clean, pert]), n_boot=200)
+    assert curve["auc_per_seed"].shape == (2, 3)
+    assert curve["drop"][0] == 0 and curve["drop"][1] > 0.1
+    assert curve["auc_ci95"][1, 0] < curve["auc_mean"][1] < curve["auc_ci95"][1, 1]
+    flips = np.mean([np.mean((clean[s] >= 0.5) != (pert[s] >= 0.5)) for s in range(3)])
+    assert curve["flip"][0] == 0 and curve["flip"][1] == pytest.approx(flips)
