@@ -194,3 +194,133 @@ def test_signs_bad_classes_are_rejected():
         data.load("signs", n_train=4, n_test=4, classes=[2, 99])
     with pytest.raises(ValueError, match="twice"):
         data.load("signs", n_train=4, n_test=4, classes=[2, "speed_limit_50"])
+
+
+# --------------------------------------------------------------------------------------------
+# mammo_phantom
+# --------------------------------------------------------------------------------------------
+
+PHANTOM_KW = dict(n_train=40, n_test=12, lesion_fraction=0.75, calc_fraction=0.5, seed=5)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return data.load("mammo_phantom", **PHANTOM_KW)
+
+
+def test_phantom_shapes_labels_and_seeding(phantom):
+    s = phantom.train
+    assert phantom.input_shape == (1, 128, 128) and phantom.classes == ["normal", "lesion"]
+    assert s.x.dtype == torch.float32 and float(s.x.min()) >= 0 and float(s.x.max()) <= 1
+    lt = s.extras["lesion_type"]
+    assert torch.equal(s.y, (lt > 0).long())
+    assert int((lt > 0).sum()) == 30 and int((lt == 1).sum()) == 15 and int((lt == 2).sum()) == 15
+    for i in range(len(s)):
+        k = s.extras["specks"][i].shape[0]
+        assert (5 <= k <= 15) if lt[i] == 1 else k == 0
+        assert (s.extras["calc_mask"][i].sum() > 0) == (lt[i] == 1)
+        assert (s.extras["mask"][i].sum() > 0) == (lt[i] > 0)
+    assert bool((s.extras["mask"] * (1 - s.extras["tissue_mask"])).sum() == 0)
+    again = data.load("mammo_phantom", **PHANTOM_KW)
+    assert torch.equal(again.train.x, s.x) and torch.equal(again.test.x, phantom.test.x)
+    other = data.load("mammo_phantom", **{**PHANTOM_KW, "seed": 6})
+    assert not torch.equal(other.train.x, s.x)
+
+
+def test_phantom_specks_are_where_calc_mask_says(phantom):
+    s = phantom.train
+    for i in torch.nonzero(s.extras["lesion_type"] == 1).flatten().tolist():
+        cm = s.extras["calc_mask"][i, 0]
+        sp = s.extras["specks"][i]
+        # every speck (radius >= 1 px at 128) covers the pixel nearest its centre
+        for row, col, r, _ in sp.tolist():
+            assert r >= 1.0 and cm[round(row), round(col)] == 1
+        # every mask pixel lies within one of the specks (radius + half a pixel diagonal)
+        rr, cc = torch.nonzero(cm, as_tuple=True)
+        d = torch.sqrt((rr[:, None] - sp[None, :, 0]) ** 2 + (cc[:, None] - sp[None, :, 1]) ** 2)
+        assert bool(((d - sp[None, :, 2]) <= 0.71).any(dim=1).all())
+        # specks are brighter than the tissue around the cluster
+        yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+        cy, cx = s.extras["lesion_center"][i].tolist()
+        rad = float(s.extras["lesion_radius"][i])
+        dist = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        ring = (dist > rad + 3) & (dist < rad + 10)
+        assert float(s.x[i, 0][cm > 0].mean()) > float(s.x[i, 0][ring].mean()) + 0.05
+
+
+def test_phantom_lesions_add_signal_only_inside_their_masks(phantom):
+    """Same seed with zero lesion contrast gives the same background: the difference is the
+    lesion (blurred by the detector) plus the slight change of quantum noise with intensity."""
+    blank = data.load("mammo_phantom", **PHANTOM_KW, calc_contrast=0.0, mass_contrast=0.0)
+    s = phantom.train
+    diff = s.x - blank.train.x
+    mask = s.extras["mask"] > 0
+    near = torch.nn.functional.max_pool2d(mask.float(), 7, stride=1, padding=3) > 0
+    for kind, lo in ((1, 0.12), (2, 0.04)):
+        sel = s.extras["lesion_type"] == kind
+        inside = diff[sel][mask[sel]].mean()
+        assert float(inside) > lo
+    assert float(diff[~near].abs().mean()) < 0.005
+    assert float(diff[s.extras["lesion_type"] == 0].abs().max()) < 0.05
+
+
+def _ring_cnr(img, specks, gap, width):
+    """Per-speck CNR computed independently of studylib: full-image numpy distance maps."""
+    img = img.numpy().astype(np.float64)
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    sp = specks.numpy().astype(np.float64)
+    dists = [np.hypot(yy - row, xx - col) for row, col in sp[:, :2]]
+    out = []
+    for k, (_, _, r, _) in enumerate(sp):
+        inside = dists[k] <= max(r, dists[k].min())
+        ring = (dists[k] > r + gap) & (dists[k] <= r + gap + width)
+        for j, dj in enumerate(dists):
+            if j != k:
+                ring &= dj > sp[j, 2] + gap
+        vals = img[ring]
+        out.append((img[inside].mean() - vals.mean()) / vals.std(ddof=1))
+    return np.array(out)
+
+
+def test_phantom_most_specks_have_cnr_at_least_3_and_speck_cnr_agrees(phantom):
+    s = phantom.train
+    ours, theirs = [], []
+    for i in torch.nonzero(s.extras["lesion_type"] == 1).flatten().tolist():
+        img, sp = s.x[i, 0], s.extras["specks"][i]
+        ours.append(_ring_cnr(img, sp, gap=2.0, width=3.0))
+        theirs.append(data.speck_cnr(img, sp, gap=1.0, ring_width=3.0).numpy())
+        np.testing.assert_allclose(theirs[-1], _ring_cnr(img, sp, gap=1.0, width=3.0),
+                                   rtol=1e-4)
+    ours = np.concatenate(ours)
+    assert np.mean(ours >= 3.0) >= 0.7, np.mean(ours >= 3.0)
+
+
+def _lesion_contrast_and_cnr(x, inside, exclude, centre, radius):
+    """Mean over ``inside`` minus the mean of a ring (radius + 2, radius + 6] around ``centre``
+    that avoids ``exclude``; and that difference over the ring's std."""
+    yy, xx = torch.meshgrid(torch.arange(x.shape[-2]), torch.arange(x.shape[-1]), indexing="ij")
+    dist = torch.sqrt((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2)
+    ring = (dist > radius + 2) & (dist <= radius + 6) & ~exclude
+    c = float(x[inside].mean() - x[ring].mean())
+    return c, c / float(x[ring].std())
+
+
+def test_phantom_masses_are_lower_contrast_than_specks():
+    b = data.load("mammo_phantom", n_train=40, n_test=1, lesion_fraction=1.0, seed=7)
+    s = b.train
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    speck, mass = [], []
+    for i in range(len(s)):
+        for row, col, r, _ in s.extras["specks"][i].tolist():
+            disc = (yy - row) ** 2 + (xx - col) ** 2 <= max(r, 0.5) ** 2
+            others = s.extras["calc_mask"][i, 0] > 0
+            speck.append(_lesion_contrast_and_cnr(s.x[i, 0], disc, others, (row, col), r))
+        if s.extras["lesion_type"][i] == 2:
+            m = s.extras["mask"][i, 0] > 0
+            # ring outside the spicules' reach (1.8 x radius)
+            mass.append(_lesion_contrast_and_cnr(s.x[i, 0], m, m, s.extras["lesion_center"][i],
+                                                 1.8 * float(s.extras["lesion_radius"][i])))
+    speck, mass = np.array(speck), np.array(mass)
+    assert np.median(mass[:, 0]) < np.median(speck[:, 0])
+    assert np.median(mass[:, 1]) < 0.5 * np.median(speck[:, 1])
+    assert b.spec["mass_contrast"] < b.spec["calc_contrast"]
