@@ -290,7 +290,8 @@ class Runner:
         render_html: also write ``<study>.html`` with nbconvert (default True).
         progress_bar: Papermill's per-cell progress bar; default: on when stderr is a terminal.
         execution_timeout: seconds allowed per cell (default None: no limit).
-        log: where progress lines go (default ``sys.stderr``); ``None`` silences them.
+        log: a text stream for progress lines; ``"stderr"`` (default): ``sys.stderr`` as it
+            is when a line is written; ``None`` silences them.
     """
 
     def __init__(self, notebooks_dir: str | os.PathLike | None = None,
@@ -298,7 +299,7 @@ class Runner:
                  output_root: str | os.PathLike | None = None,
                  cwd: str | os.PathLike | None = None, kernel_name: str = "python3",
                  render_html: bool = True, progress_bar: bool | None = None,
-                 execution_timeout: int | None = None, log=sys.stderr) -> None:
+                 execution_timeout: int | None = None, log: Any = "stderr") -> None:
         self.notebooks_dir = paths.resolve(notebooks_dir or paths.NOTEBOOKS_DIR)
         self.params_dir = paths.resolve(params_dir or paths.PARAMS_DIR)
         self.output_root = paths.resolve(output_root or paths.OUTPUTS_DIR)
@@ -312,7 +313,7 @@ class Runner:
 
     def _say(self, msg: str) -> None:
         if self.log is not None:
-            print(msg, file=self.log, flush=True)
+            print(msg, file=sys.stderr if self.log == "stderr" else self.log, flush=True)
 
     # -- discovery -------------------------------------------------------------------------
     def studies(self) -> list[str]:
@@ -325,11 +326,16 @@ class Runner:
     def notebook(self, study: str) -> Path:
         return self.notebooks_dir / f"{study}.ipynb"
 
-    def parameters(self, study: str) -> dict[str, Parameter]:
-        """The study's parameters (cached), see :func:`read_parameters`."""
-        if study not in self._param_cache:
-            self._param_cache[study] = read_parameters(self.notebook(study))
-        return self._param_cache[study]
+    def parameters(self, study: str, notebook: Path | None = None) -> dict[str, Parameter]:
+        """The study's parameters (cached), see :func:`read_parameters`.
+
+        ``notebook`` overrides where the study's notebook is (a plan made by another runner).
+        """
+        path = Path(notebook) if notebook else self.notebook(study)
+        key = str(path)
+        if key not in self._param_cache:
+            self._param_cache[key] = read_parameters(path)
+        return self._param_cache[key]
 
     def profiles(self, study: str) -> list[str]:
         """Profiles valid for ``study``: ``smoke`` plus one per ``params/<study>/*.yaml``."""
@@ -568,10 +574,14 @@ class Runner:
 
     def _failed_results(self, plan: StudyPlan, error: str, detail: dict[str, Any],
                         runtime: float, partial: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            declared = self.parameters(plan.study, plan.notebook)
+        except Exception:  # an unreadable notebook is the error being recorded
+            declared = {}
         seeds = plan.parameters.get("seeds")
-        if seeds is None and "seeds" in self.parameters(plan.study):
-            seeds = self.parameters(plan.study)["seeds"].default
-        params = {n: p.default for n, p in self.parameters(plan.study).items()}
+        if seeds is None and "seeds" in declared:
+            seeds = declared["seeds"].default
+        params = {n: p.default for n, p in declared.items()}
         params.update(plan.parameters)
         partial = partial or {}
         return {

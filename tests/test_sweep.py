@@ -1,0 +1,214 @@
+"""Tests of ``python -m studylib sweep`` / ``sweep-report`` on the fixture notebook fx2_ok."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import FIXTURES_DIR, temp_leftovers
+
+from studylib import paths
+from studylib.__main__ import main
+from studylib.runner import Runner, ValidationError
+from studylib.sweep import (load_sweep, plan_sweep, point_id, run_sweep, task_resources,
+                            write_sweep_report)
+
+
+def _write_sweep(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _runner() -> Runner:
+    return Runner(notebooks_dir=FIXTURES_DIR, log=None)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def test_grid_expands_in_file_order_with_stable_ids(tmp_path):
+    f = _write_sweep(tmp_path / "g.yaml", {"study": "fx2_ok", "profile": "smoke",
+                                          "set": {"n": 2},
+                                          "grid": {"scale": [0.5, 2.0], "label": ["a", "b"]}})
+    spec = load_sweep(f)
+    assert spec.name == "g" and spec.varying == ["scale", "label"]
+    assert spec.points == [{"scale": 0.5, "label": "a"}, {"scale": 0.5, "label": "b"},
+                           {"scale": 2.0, "label": "a"}, {"scale": 2.0, "label": "b"}]
+    points = plan_sweep(spec, _runner(), tmp_path / "out")
+    ids = [p.id for p in points]
+    assert len(set(ids)) == 4 and all(len(i) == 11 and i.startswith("p") for i in ids)
+    # the id hashes the overrides (shared ones included), not their order or the file
+    assert ids[1] == point_id("fx2_ok", "smoke", {"label": "b", "n": 2, "scale": 0.5})
+    assert ids[1] != point_id("fx2_ok", "smoke", {"label": "b", "scale": 0.5})
+    assert ids[1] != point_id("fx2_ok", "default", {"label": "b", "n": 2, "scale": 0.5})
+    assert points[3].output_dir == tmp_path / "out" / "g" / ids[3]
+    assert points[3].plan.parameters["scale"] == 2.0 and points[3].plan.parameters["n"] == 2
+    assert task_resources(points) is None
+    gpu = plan_sweep(spec, _runner(), tmp_path / "out", device="cuda")
+    assert task_resources(gpu) == {"GPU": 1}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"study": "fx2_ok", "grid": {"n": [1]}, "points": [{"n": 2}]}, "exactly one of"),
+    ({"study": "fx2_ok"}, "exactly one of"),
+    ({"study": "fx2_ok", "grid": {"n": 3}}, "must be a non-empty list"),
+    ({"study": "fx2_ok", "grids": {"n": [1]}}, "unknown key(s) 'grids'"),
+    ({"grid": {"n": [1]}}, "'study' must name a study"),
+    ({"study": "fx2_ok", "points": [{"n": 1}, {"n": 1}]}, "have the same overrides"),
+    ({"study": "fx2_ok", "points": [{"n": 1}, 3]}, "point 1 must be a mapping"),
+])
+def test_malformed_sweep_files_are_rejected(tmp_path, spec, message):
+    with pytest.raises(ValidationError) as err:
+        load_sweep(_write_sweep(tmp_path / "bad.yaml", spec))
+    assert message in str(err.value)
+
+
+def test_invalid_grid_key_is_rejected_before_submission(tmp_path, monkeypatch, capsys):
+    import distributed
+
+    def no_cluster(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("a cluster was started before validation")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    monkeypatch.setattr(distributed, "Client", no_cluster)
+    out = tmp_path / "out"
+    f = _write_sweep(tmp_path / "bad.yaml", {"study": "fx2_ok", "grid": {"scael": [1.0, 2.0]}})
+    rc = main(["sweep", "--file", str(f), "--executor", "dask", "--notebooks-dir",
+               str(FIXTURES_DIR), "--output-root", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "grid: unknown parameter 'scael' for study 'fx2_ok'" in err
+    assert "valid parameters: device, seeds, n, scale" in err
+    # a value of the wrong type is caught too, naming the point
+    f = _write_sweep(tmp_path / "bad2.yaml", {"study": "fx2_ok", "grid": {"n": [2, "many"]}})
+    rc = main(["sweep", "--file", str(f), "--executor", "dask", "--notebooks-dir",
+               str(FIXTURES_DIR), "--output-root", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "point 1 (n=\"many\")" in err and "expects int" in err
+    assert not out.exists()
+
+
+def test_example_sweep_file_is_valid():
+    spec = load_sweep(paths.PARAMS_DIR / "sweeps" / "taylor_seeds_smoke.yaml")
+    assert spec.study == "06_taylor_pruning" and spec.profile == "smoke"
+    assert [p["seeds"] for p in spec.points] == [[0], [1], [2], [3], [4], [5]]
+    if not (paths.NOTEBOOKS_DIR / "06_taylor_pruning.ipynb").exists():
+        pytest.skip("notebooks/06_taylor_pruning.ipynb not written yet")
+    assert len(plan_sweep(spec, Runner(log=None))) == 6
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _expected_mean(scale: float, n: int, seeds: list[int]) -> float:
+    """What fx2_ok's `mean_value` metric must be, computed independently."""
+    return float(np.mean([scale * (1 + np.random.default_rng(s).random(n)).mean()
+                          for s in seeds]))
+
+
+def test_dask_sweep_retries_records_failures_and_resumes(tmp_path, capsys):
+    marker = tmp_path / "failed_once.txt"
+    f = _write_sweep(tmp_path / "fx_sweep.yaml", {
+        "study": "fx2_ok", "profile": "smoke", "device": "cpu",
+        "set": {"seeds": [0, 1, 2], "n": 4},
+        "points": [
+            {"scale": 0.4},                                       # ok, claim not reproduced
+            {"scale": 2.0},                                       # ok, claim reproduced
+            {"scale": 1.5, "fail_once_marker": str(marker)},      # fails once, retry passes
+            {"scale": 3.0, "fail": True},                         # fails twice: recorded
+        ],
+        "metric": "mean_value"})
+    spec = load_sweep(f)
+    out = tmp_path / "sweeps"
+    points = plan_sweep(spec, _runner(), out)
+    run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
+                    render_html=False, log=None)
+    by_scale = {r.overrides["scale"]: r for r in run.results}
+    assert [r.status for r in run.results] == ["ok", "ok", "ok", "failed"]
+    assert [r.attempts for r in run.results] == [1, 1, 2, 2]
+    assert marker.exists()
+    assert by_scale[3.0].error == "RuntimeError: fixture asked to fail"
+    assert (by_scale[0.4].n_reproduced, by_scale[2.0].n_reproduced) == (0, 1)
+    for p in points:
+        res = json.loads((p.output_dir / "results.json").read_text())
+        info = json.loads((p.output_dir / "point.json").read_text())
+        assert info["id"] == p.id and info["overrides"] == p.overrides
+        assert res["params"]["output_dir"] == str(p.output_dir)
+        if p.overrides.get("fail"):
+            assert res["status"] == "failed" and "fixture asked to fail" in res["error"]
+        else:
+            assert res["status"] == "ok"
+            assert res["metrics"]["mean_value"] == pytest.approx(
+                _expected_mean(p.overrides["scale"], 4, [0, 1, 2]), rel=1e-12)
+    manifest = json.loads((out / spec.name / "sweep.json").read_text())
+    assert [pt["status"] for pt in manifest["points"]] == ["ok", "ok", "ok", "failed"]
+    assert temp_leftovers(out) == []
+
+    # rerun through the CLI (local executor): finished points are skipped, untouched
+    stamps = {p.id: (p.output_dir / "results.json").stat().st_mtime_ns for p in points}
+    rc = main(["sweep", "--file", str(f), "--notebooks-dir", str(FIXTURES_DIR),
+               "--output-root", str(out)])
+    assert rc == 1  # the forced failure fails again
+    again = json.loads((out / spec.name / "sweep.json").read_text())
+    assert [pt["status"] for pt in again["points"]] == ["skipped", "skipped", "skipped",
+                                                        "failed"]
+    for p in points[:3]:
+        assert (p.output_dir / "results.json").stat().st_mtime_ns == stamps[p.id]
+    assert "3 already ok and skipped, 1 to run" in capsys.readouterr().err
+
+    # sweep-report: CSV + Markdown + figure of the chosen metric
+    files = write_sweep_report(spec, out)
+    with open(files["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
+    assert [r["scale"] for r in rows] == ["0.4", "2.0", "1.5", "3.0"]
+    assert [r["attempts"] for r in rows] == ["1", "1", "2", "2"]
+    assert float(rows[1]["metric:mean_value"]) == pytest.approx(_expected_mean(2.0, 4, [0, 1, 2]))
+    assert rows[0]["claim:mean_at_least_one"] == "not reproduced"
+    assert rows[1]["claim:mean_at_least_one"] == "reproduced"
+    assert rows[3]["metric:mean_value"] == ""
+    md = files["markdown"].read_text()
+    assert "4 points: 1 failed, 3 ok" in md and "![mean_value by scale](mean_value.png)" in md
+    assert files["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValidationError, match="recorded metrics: mean_value, n_values"):
+        write_sweep_report(spec, out, metric="accuracy")
+
+
+def test_ctrl_c_cancels_outstanding_points(tmp_path):
+    """SIGINT while waiting on Dask: tasks not yet started never start; all are recorded."""
+    f = _write_sweep(tmp_path / "cc.yaml", {"study": "fx2_ok", "device": "cpu",
+                                           "grid": {"n": [1, 2, 3, 4]}})
+    spec = load_sweep(f)
+    points = plan_sweep(spec, _runner(), tmp_path / "out")
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def slow_point(task):  # stands in for a notebook execution
+        (started / task["id"]).write_text("x")
+        time.sleep(3)
+        return {"id": task["id"], "overrides": task["overrides"], "status": "ok",
+                "attempts": 1, "runtime_s": 3.0}
+
+    def interrupt_when_two_started():
+        deadline = time.time() + 60
+        while len(list(started.iterdir())) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_two_started, daemon=True).start()
+    run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
+                    point_fn=slow_point, log=None)
+    assert run.interrupted
+    time.sleep(1.0)  # a task that was wrongly left queued would have started by now
+    assert len(list(started.iterdir())) == 2
+    assert [r.status for r in run.results] == ["cancelled"] * 4
+    manifest = json.loads((tmp_path / "out" / "cc" / "sweep.json").read_text())
+    assert manifest["interrupted"] is True
