@@ -453,7 +453,8 @@ def _region_scores(saliency: torch.Tensor, region_size: int) -> torch.Tensor:
 def perturbation_curve(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Sequence[int] | int,
                        saliency: torch.Tensor, baseline: torch.Tensor | float, *,
                        region_size: int = 1, n_steps: int = 8, max_fraction: float = 1.0,
-                       order: str = "most", mode: str = "delete", batch_size: int = 2048
+                       order: str = "most", mode: str = "delete", batch_size: int = 2048,
+                       score_x: torch.Tensor | None = None, score_baseline: torch.Tensor | None = None
                        ) -> torch.Tensor:
     """Score of class ``target`` while regions are removed (or inserted) in saliency order.
 
@@ -464,6 +465,10 @@ def perturbation_curve(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor |
 
     - ``mode="delete"``: replaced by the baseline in ``x`` (MoRF, LeRF, deletion), or
     - ``mode="insert"``: copied from ``x`` into the baseline image (insertion).
+
+    ``score_x`` / ``score_baseline`` (N,): the target scores of ``x`` and of the baseline image
+    if already known; the steps that equal one of them (nothing or everything removed) then
+    reuse them instead of running the model (the same numbers, fewer forward calls).
 
     Returns (N, n_steps + 1): the scores along the curve (column 0 = nothing removed /
     inserted). Use :func:`aopc` and :func:`curve_auc` on it.
@@ -494,16 +499,28 @@ def perturbation_curve(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor |
         rank_img = rank_img.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3)[:, :, :h, :w]
     counts = [int(round(k / n_steps * max_fraction * n_regions)) for k in range(int(n_steps) + 1)]
     out = torch.empty(n, len(counts), dtype=torch.float32, device=x.device)
-    per_call = max(1, batch_size // len(counts))
-    cnt = torch.tensor(counts, device=x.device, dtype=torch.float32).view(1, -1, 1, 1, 1)
-    with torch.no_grad():
-        for i in range(0, n, per_call):
-            sel = (rank_img[i:i + per_call].unsqueeze(1) < cnt).to(x.dtype)  # (ni, K+1, 1, H, W)
-            xi, bi = x[i:i + per_call].unsqueeze(1), b[i:i + per_call].unsqueeze(1)
-            imgs = xi + sel * (bi - xi) if mode == "delete" else bi + sel * (xi - bi)
-            p = forward(imgs.reshape(-1, c, h, w)).reshape(xi.shape[0], len(counts), -1)
-            out[i:i + xi.shape[0]] = p.gather(
-                2, t[i:i + per_call].view(-1, 1, 1).expand(-1, len(counts), 1)).squeeze(2)
+    # steps whose image is x itself or the baseline itself can reuse known scores
+    start, end = (score_x, score_baseline) if mode == "delete" else (score_baseline, score_x)
+    known: dict[int, torch.Tensor] = {}
+    for k, cnt_k in enumerate(counts):
+        if cnt_k == 0 and start is not None:
+            known[k] = start
+        elif cnt_k == n_regions and end is not None:
+            known[k] = end
+    todo = [k for k in range(len(counts)) if k not in known]
+    for k, v in known.items():
+        out[:, k] = torch.as_tensor(v, dtype=torch.float32, device=x.device).reshape(n)
+    if todo:
+        per_call = max(1, batch_size // len(todo))
+        cnt = torch.tensor([counts[k] for k in todo], device=x.device, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        with torch.no_grad():
+            for i in range(0, n, per_call):
+                sel = (rank_img[i:i + per_call].unsqueeze(1) < cnt).to(x.dtype)  # (ni, steps, 1, H, W)
+                xi, bi = x[i:i + per_call].unsqueeze(1), b[i:i + per_call].unsqueeze(1)
+                imgs = xi + sel * (bi - xi) if mode == "delete" else bi + sel * (xi - bi)
+                p = forward(imgs.reshape(-1, c, h, w)).reshape(xi.shape[0], len(todo), -1)
+                out[i:i + xi.shape[0], todo] = p.gather(
+                    2, t[i:i + per_call].view(-1, 1, 1).expand(-1, len(todo), 1)).squeeze(2).float()
     return out
 
 
@@ -758,7 +775,7 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
                         blur_sigma=cfg.blur_sigma_fraction * h, noise_std=cfg.noise_std, seed=seed)
     ref = cfg.reference_baseline
     out: dict[str, Any] = {"n_images": n}
-    out["clean_prob"] = batched_scores(forward, x, target).numpy()
+    out["clean_prob"] = batched_scores(forward, x, target).cpu().numpy()
     out["baseline_stats"] = {k: baseline_output_stats(forward, b) for k, b in bl.items()}
 
     def key(a: Any, b: Any) -> str:
@@ -822,7 +839,7 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
             for k, b in prog(bl.items(), desc="IG x baselines")}
     out["rho_ig_baselines"] = {key(a, b): v for (a, b), v in pairwise_agreement(ig_b).items()}
     grad = gradient_maps(forward, x, target)
-    rnd = random_maps((n, h, w), seed=seed + 12345)
+    rnd = random_maps((n, h, w), seed=seed + 12345).to(x.device)
     methods = {"occlusion": occ_b[ref], "rise": rise_n[n_max], "integrated_gradients": ig_b[ref],
                "gradient": grad, "random": rnd}
     agreement({m: methods[m] for m in ("occlusion", "rise", "integrated_gradients")}, "methods")
@@ -836,11 +853,14 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     reg = scale_size(cfg.region_size, h)
     metrics: dict[str, dict[str, dict[str, np.ndarray]]] = {
         "morf_aopc": {}, "lerf_aopc": {}, "deletion_auc": {}, "insertion_auc": {}}
+    score_x = batched_scores(forward, x, target)
     for k, b in prog(bl.items(), desc="metrics x baselines"):
         for name in metrics:
             metrics[name][k] = {}
+        score_b = batched_scores(forward, b, target)
         for m, sal in methods.items():
-            common = dict(n_steps=cfg.metric_steps, batch_size=cfg.rise_batch_size)
+            common = dict(n_steps=cfg.metric_steps, batch_size=cfg.rise_batch_size, score_x=score_x,
+                          score_baseline=score_b)
             morf = perturbation_curve(forward, x, target, sal, b, region_size=reg, order="most",
                                       max_fraction=cfg.aopc_max_fraction, **common)
             lerf = perturbation_curve(forward, x, target, sal, b, region_size=reg, order="least",
@@ -857,11 +877,231 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     keep = min(keep_maps, n)
     out["example_maps"] = {
         "x": x[:keep].cpu().numpy(), "mask": mask[:keep].cpu().numpy(),
-        "occlusion": {k: v[:keep].numpy() for k, v in occ_b.items()},
-        "rise": {k: v[:keep].numpy() for k, v in rise_b.items()},
-        "integrated_gradients": {k: v[:keep].numpy() for k, v in ig_b.items()},
-        "occlusion_grid": {k: v[:keep].numpy() for k, v in occ_g.items()},
-        "rise_n": {k: v[:keep].numpy() for k, v in rise_n.items()},
-        "methods": {k: v[:keep].numpy() for k, v in methods.items()},
+        "occlusion": {k: v[:keep].cpu().numpy() for k, v in occ_b.items()},
+        "rise": {k: v[:keep].cpu().numpy() for k, v in rise_b.items()},
+        "integrated_gradients": {k: v[:keep].cpu().numpy() for k, v in ig_b.items()},
+        "occlusion_grid": {k: v[:keep].cpu().numpy() for k, v in occ_g.items()},
+        "rise_n": {k: v[:keep].cpu().numpy() for k, v in rise_n.items()},
+        "methods": {k: v[:keep].cpu().numpy() for k, v in methods.items()},
     }
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# aggregation over seeds (what the notebook's claims and figures read)
+# --------------------------------------------------------------------------------------------
+
+NEUTRAL_BASELINES: tuple[str, ...] = ("black", "dataset_mean", "blur")
+"""The "arguably neutral" baselines of claim ``baselines_not_neutral``."""
+
+HIGHER_IS_BETTER: dict[str, bool] = {"morf_aopc": True, "lerf_aopc": False, "deletion_auc": False,
+                                     "insertion_auc": True}
+"""Direction of each saliency metric (a better map has a larger MoRF AOPC, ...)."""
+
+
+def _split_key(k: str) -> tuple[str, str]:
+    a, b = k.split("|")
+    return a, b
+
+
+def _patch_of(name: str) -> str:
+    return name.split("/")[0]
+
+
+def method_means(out: Mapping[str, Any], metric: str, *, images: slice | np.ndarray | None = None
+                 ) -> dict[str, dict[str, float]]:
+    """``{metric_baseline: {method: mean score over images}}`` of one seed's :func:`run_seed`
+    output (``images`` selects a subset, e.g. ``slice(0, None, 2)``)."""
+    sel = slice(None) if images is None else images
+    return {b: {m: float(np.nanmean(np.asarray(v)[sel])) for m, v in d.items()}
+            for b, d in out["metrics"][metric].items()}
+
+
+def ranking_taus(means: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Kendall tau between the method rankings of every pair of metric baselines:
+    ``{"b1|b2": tau}`` from :func:`method_means`."""
+    return {f"{a}|{b}": ranking_kendall_tau(means[a], means[b])
+            for a, b in itertools.combinations(list(means), 2)}
+
+
+def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-seed numbers every claim of the study is built from (medians over images and
+    pairs; see the notebook for their meaning)."""
+    s: dict[str, Any] = {}
+    stats_ = out["baseline_stats"]
+    neutral = [k for k in NEUTRAL_BASELINES if k in stats_]
+    s["neutral_max_prob_over_uniform"] = max(stats_[k]["max_prob_over_uniform"] for k in neutral)
+    s["neutral_most_confident"] = max(neutral, key=lambda k: stats_[k]["max_prob_over_uniform"])
+    s["clean_prob_mean"] = float(np.mean(out["clean_prob"]))
+    for name in ("occlusion_baselines", "rise_baselines", "methods"):
+        s[f"rho_{name}"] = pooled_median(out[f"rho_{name}"])
+        s[f"topk_{name}"] = pooled_median(out[f"topk_{name}"])
+        s[f"ssim_{name}"] = pooled_median(out[f"ssim_{name}"])
+    s["rho_ig_baselines"] = pooled_median(out["rho_ig_baselines"])
+    grid = out["rho_occlusion_grid"]
+    same_fraction = {k: v for k, v in grid.items()
+                     if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])
+                     and all(n.split("/")[0] == n.split("/")[1] for n in _split_key(k))}
+    s["rho_occlusion_patch_sizes"] = pooled_median(same_fraction) if same_fraction else pooled_median(
+        {k: v for k, v in grid.items() if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])})
+    s["rho_occlusion_grid_all"] = pooled_median(grid)
+    rn = list(out["rho_rise_n"].items())
+    s["rho_rise_n_pairs"] = {k: _summary(v) for k, v in rn}
+    s["rho_rise_n_low"] = _summary(rn[0][1])
+    s["rho_rise_n_high"] = _summary(rn[-1][1])
+    s["rise_convergence_gain"] = s["rho_rise_n_high"] - s["rho_rise_n_low"]
+    s["rho_rise_sp"] = pooled_median(out["rho_rise_sp"])
+    s["rho_methods_pairs"] = {k: _summary(v) for k, v in out["rho_methods"].items()}
+    for metric in out["metrics"]:
+        means = method_means(out, metric)
+        taus = ranking_taus(means)
+        s[f"{metric}_taus"] = taus
+        s[f"{metric}_min_tau"] = min(taus.values()) if taus else math.nan
+        s[f"{metric}_random_place"] = {
+            b: rank_position(m, "random", higher_is_better=HIGHER_IS_BETTER[metric])
+            for b, m in means.items()}
+        n = int(out["n_images"])
+        half_a = method_means(out, metric, images=np.arange(0, n, 2))
+        half_b = method_means(out, metric, images=np.arange(1, n, 2))
+        s[f"{metric}_split_half_tau"] = float(np.nanmedian(
+            [ranking_kendall_tau(half_a[b], half_b[b]) for b in means]))
+    s["localisation"] = {m: {"pointing": float(np.mean(v["pointing"])),
+                             "mass_inside": float(np.nanmean(v["mass_inside"]))}
+                         for m, v in out["localisation"].items()}
+    return s
+
+
+def pair_matrix(pair_values: Sequence[Mapping[str, np.ndarray]], names: Sequence[str] | None = None):
+    """Symmetric pandas DataFrame of the median (over images) agreement of each pair, averaged
+    over seeds; ``pair_values`` is a list (one per seed) of ``{"a|b": (N,)}``; diagonal = 1."""
+    import pandas as pd
+
+    if names is None:
+        names = []
+        for k in pair_values[0]:
+            for nm in _split_key(k):
+                if nm not in names:
+                    names.append(nm)
+    mat = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
+    for k in pair_values[0]:
+        a, b = _split_key(k)
+        v = float(np.nanmean([_summary(pv[k]) for pv in pair_values]))
+        mat.loc[a, b] = mat.loc[b, a] = v
+    return mat
+
+
+def metric_table(outs: Sequence[Mapping[str, Any]], metric: str):
+    """pandas DataFrame (metric baseline x method) of the mean score over images and seeds."""
+    import pandas as pd
+
+    per_seed = [pd.DataFrame(method_means(o, metric)).T for o in outs]
+    return sum(per_seed) / len(per_seed)
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+
+
+def _show_map(ax, m: np.ndarray, title: str | None = None, signed: bool = True) -> None:
+    lim = float(np.abs(m).max()) or 1.0
+    if signed:
+        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    else:
+        ax.imshow(m, cmap="viridis")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def plot_baselines(example: Mapping[str, Any], baselines: Mapping[str, np.ndarray],
+                   ratios: Mapping[str, Sequence[float]]):
+    """Top: the baseline images of one example; bottom: the model's max class probability on
+    each baseline divided by 1/K (mean and per-seed points), with the claim's threshold 2."""
+    import matplotlib.pyplot as plt
+
+    names = list(baselines)
+    fig = plt.figure(figsize=(1.3 * (len(names) + 1), 4.6))
+    gs = fig.add_gridspec(2, len(names) + 1, height_ratios=[1, 1.5])
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(np.transpose(example["x"], (1, 2, 0)))
+    ax.set_title("image", fontsize=8)
+    ax.axis("off")
+    for i, k in enumerate(names):
+        ax = fig.add_subplot(gs[0, i + 1])
+        ax.imshow(np.clip(np.transpose(baselines[k], (1, 2, 0)), 0, 1))
+        ax.set_title(k.replace("_", " "), fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(gs[1, :])
+    xs = np.arange(len(names))
+    means = [float(np.mean(ratios[k])) for k in names]
+    ax.bar(xs, means, color="#8da0cb")
+    for i, k in enumerate(names):
+        ax.scatter(np.full(len(ratios[k]), xs[i]), ratios[k], color="k", s=10, zorder=3)
+    ax.axhline(1.0, color="grey", lw=1, ls=":", label="uniform (1/K)")
+    ax.axhline(2.0, color="C3", lw=1, ls="--", label="claim threshold 2/K")
+    ax.set_xticks(xs, [k.replace("_", "\n") for k in names], fontsize=8)
+    ax.set_ylabel("max prob x K on baseline")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_example_maps(example_maps: Mapping[str, Any], index: int = 0,
+                      methods: Sequence[str] = ("occlusion", "rise", "integrated_gradients")):
+    """Rows: methods; columns: baselines; each map of image ``index`` (red = evidence for the
+    class, blue = against; colour scale per map)."""
+    import matplotlib.pyplot as plt
+
+    names = list(example_maps[methods[0]])
+    fig, axes = plt.subplots(len(methods), len(names) + 1, figsize=(1.35 * (len(names) + 1), 1.45 * len(methods)))
+    for r, meth in enumerate(methods):
+        ax = axes[r, 0]
+        ax.imshow(np.transpose(example_maps["x"][index], (1, 2, 0)))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(meth.replace("integrated_gradients", "IG"), fontsize=9)
+        for c, k in enumerate(names):
+            _show_map(axes[r, c + 1], example_maps[meth][k][index], k.replace("_", " ") if r == 0 else None)
+    fig.tight_layout()
+    return fig
+
+
+def plot_matrices(mats: Mapping[str, Any], *, vmin: float = -1.0, vmax: float = 1.0, fmt: str = ".2f",
+                  cmap: str = "vlag", suptitle: str | None = None):
+    """Annotated heatmaps side by side (one per ``{title: DataFrame}``)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    n = len(mats)
+    size = max(len(m) for m in mats.values())
+    fig, axes = plt.subplots(1, n, figsize=(min(5.5, 1.0 + 0.55 * size) * n, min(5.0, 0.8 + 0.5 * size)))
+    axes = np.atleast_1d(axes)
+    for ax, (title, m) in zip(axes, mats.items(), strict=True):
+        sns.heatmap(m, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=fmt, cbar=False,
+                    annot_kws={"fontsize": 7}, square=True)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rise_convergence(pairs_per_seed: Sequence[Mapping[str, float]]):
+    """Median Spearman rho between RISE maps at successive mask counts (per seed and mean)."""
+    import matplotlib.pyplot as plt
+
+    keys = list(pairs_per_seed[0])
+    fig, ax = plt.subplots(figsize=(3.6, 3.0))
+    vals = np.array([[p[k] for k in keys] for p in pairs_per_seed])
+    ax.bar(range(len(keys)), vals.mean(axis=0), color="#66c2a5")
+    for row in vals:
+        ax.scatter(range(len(keys)), row, color="k", s=10, zorder=3)
+    ax.set_xticks(range(len(keys)), [k.replace("|", " vs ") for k in keys], fontsize=8)
+    ax.set_ylabel("median Spearman rho")
+    ax.set_ylim(0, 1)
+    ax.set_title("RISE: maps at N vs 4N masks", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -244,6 +244,16 @@ def test_deletion_and_insertion_auc_of_a_perfect_map_on_a_one_pixel_model():
     assert sal.curve_auc(dele)[0] == pytest.approx(((xp + bp) / 2 + 3 * bp) / 4)
     ins = sal.perturbation_curve(model, x, 0, perfect, b, region_size=1, n_steps=4, mode="insert")
     assert sal.curve_auc(ins)[0] == pytest.approx(((xp + bp) / 2 + 3 * xp) / 4)
+    # known start / end scores are reused, not recomputed: same curve
+    sx, sb = model(x)[:, 0], model(b)[:, 0]
+    for mode in ("delete", "insert"):
+        full = sal.perturbation_curve(model, x, 0, perfect, b, region_size=1, n_steps=4, mode=mode)
+        reuse = sal.perturbation_curve(model, x, 0, perfect, b, region_size=1, n_steps=4, mode=mode,
+                                       score_x=sx, score_baseline=sb)
+        _assert_close(reuse, full)
+    marker = sal.perturbation_curve(model, x, 0, perfect, b, region_size=1, n_steps=4,
+                                    score_x=torch.tensor([7.0]), score_baseline=torch.tensor([-7.0]))
+    assert marker[0, 0] == 7.0 and marker[0, -1] == -7.0
 
 
 def test_perturbation_curve_max_fraction_and_regions_counts():
