@@ -324,3 +324,171 @@ def test_phantom_masses_are_lower_contrast_than_specks():
     assert np.median(mass[:, 0]) < np.median(speck[:, 0])
     assert np.median(mass[:, 1]) < 0.5 * np.median(speck[:, 1])
     assert b.spec["mass_contrast"] < b.spec["calc_contrast"]
+
+
+# --------------------------------------------------------------------------------------------
+# mammo_folder: PNG and DICOM files listed in a CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=12, window=None):
+    """A minimal grayscale mammography DICOM written with pydicom."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MG"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _write_csv(path, rows, header="path,label"):
+    path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+
+
+@pytest.fixture()
+def mammo_dir(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    raw12 = rng.integers(0, 4096, (16, 12)).astype(np.uint16)
+    raw12[0, 0], raw12[0, 1], raw12[0, 2] = 0, 4095, 2048
+    _write_dicom(tmp_path / "m2.dcm", raw12, "MONOCHROME2")
+    _write_dicom(tmp_path / "m1.dcm", raw12, "MONOCHROME1")
+    _write_dicom(tmp_path / "win.dcm", raw12, "MONOCHROME2", window=(2048, 1024))
+    raw16 = rng.integers(0, 65536, (16, 12)).astype(np.uint16)
+    Image.fromarray(raw16).save(tmp_path / "p16.png")
+    raw8 = rng.integers(0, 256, (16, 12)).astype(np.uint8)
+    Image.fromarray(raw8).save(tmp_path / "p8.png")
+    _write_csv(tmp_path / "labels.csv",
+               [("m2.dcm", 1, 1, "train"), ("m1.dcm", 0, 0, "train"), ("win.dcm", 1, 2, "test"),
+                ("p16.png", 0, 0, "test"), ("p8.png", 1, 1, "train")],
+               header="path,label,lesion_type,split")
+    return tmp_path, {"raw12": raw12, "raw16": raw16, "raw8": raw8}
+
+
+def _by_path(bundle):
+    out = {}
+    for split in (bundle.train, bundle.test):
+        for i, p in enumerate(split.extras["path"]):
+            out[p] = (split.x[i, 0].double().numpy(), int(split.y[i]),
+                      int(split.extras["lesion_type"][i]))
+    return out
+
+
+def test_mammo_folder_round_trips_dicom_and_png(mammo_dir):
+    root, raw = mammo_dir
+    b = data.load("mammo_folder", data_root=str(root), image_size=16, resize="crop")
+    assert b.input_shape == (1, 16, 16) and b.classes == ["normal", "lesion"]
+    assert sorted(b.train.extras["path"]) == ["m1.dcm", "m2.dcm", "p8.png"]  # the split column
+    got = _by_path(b)
+    crop = slice(None), slice(2, 14)  # 16x12 images centred in a 16x16 crop, zero-padded
+    expect12 = raw["raw12"] / 4095.0
+    np.testing.assert_allclose(got["m2.dcm"][0][crop], expect12, atol=1e-6)
+    np.testing.assert_allclose(got["m1.dcm"][0][crop], 1.0 - expect12, atol=1e-6)  # inverted
+    np.testing.assert_allclose(got["p16.png"][0][crop], raw["raw16"] / 65535.0, atol=1e-6)
+    np.testing.assert_allclose(got["p8.png"][0][crop], raw["raw8"] / 255.0, atol=1e-6)
+    assert got["m2.dcm"][0][0, 0] == 0.0  # padding column
+    # the window (centre 2048, width 1024, DICOM 'LINEAR': c - 0.5, w - 1) maps
+    # <= 1536 to 0, > 2559 to 1 and 2048 to (0.5/1023 + 0.5)
+    w = got["win.dcm"][0][crop]
+    assert w[0, 0] == 0.0 and w[0, 1] == 1.0
+    assert w[0, 2] == pytest.approx(0.5 / 1023 + 0.5, abs=1e-6)
+    lin = np.clip(((raw["raw12"] - 2047.5) / 1023 + 0.5), 0, 1)
+    np.testing.assert_allclose(w, lin, atol=1e-6)
+    assert [got[p][1:] for p in ("m2.dcm", "win.dcm", "p16.png")] == [(1, 1), (1, 2), (0, 0)]
+    assert len(b.spec["csv_sha256"]) == 64
+
+
+def test_mammo_folder_resize_modes(mammo_dir):
+    root, raw = mammo_dir
+    stretch = data.load("mammo_folder", data_root=str(root), image_size=8)
+    pad = data.load("mammo_folder", data_root=str(root), image_size=8, resize="pad")
+    assert stretch.input_shape == pad.input_shape == (1, 8, 8)
+    x = _by_path(pad)["p8.png"][0]
+    # 16x12 padded to 16x16 (2 zero columns each side), then halved with an antialiasing
+    # filter: the border columns are mostly padding, the inner ones all image
+    inner = x[:, 2:6].mean()
+    assert x[:, 0].mean() < 0.5 * inner and x[:, -1].mean() < 0.5 * inner and inner > 0.3
+    full = raw["raw8"] / 255.0
+    assert _by_path(stretch)["p8.png"][0].mean() == pytest.approx(full.mean(), abs=0.02)
+
+
+def test_mammo_folder_bad_files_are_named_or_skipped(mammo_dir):
+    root, _ = mammo_dir
+    (root / "junk.png").write_bytes(b"this is not an image")
+    _write_csv(root / "bad.csv", [("m2.dcm", 1), ("missing.png", 0), ("junk.png", 1),
+                                  ("p16.png", 0), ("p8.png", 1), ("m1.dcm", 0)])
+    with pytest.raises(FileNotFoundError, match=r"missing\.png.*line 3.*file not found"):
+        data.load("mammo_folder", data_root=str(root), csv="bad.csv", image_size=8)
+    _write_csv(root / "bad2.csv", [("m2.dcm", 1), ("junk.png", 1), ("p8.png", 0)])
+    with pytest.raises(ValueError, match=r"junk\.png.*not a readable image"):
+        data.load("mammo_folder", data_root=str(root), csv="bad2.csv", image_size=8)
+    with pytest.warns(UserWarning, match="skipped 2 of 6 files"):
+        b = data.load("mammo_folder", data_root=str(root), csv="bad.csv", image_size=8,
+                      skip_bad=True, test_fraction=0.5)
+    assert len(b.train) + len(b.test) == 4
+    assert [s["path"] for s in b.info["skipped"]] == ["missing.png", "junk.png"]
+    assert "lesion_type" not in b.train.extras
+    with pytest.raises(FileNotFoundError, match="label file"):
+        data.load("mammo_folder", data_root=str(root), csv="nope.csv")
+    _write_csv(root / "cols.csv", [("m2.dcm", 1)], header="file,label")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['path'\]"):
+        data.load("mammo_folder", data_root=str(root), csv="cols.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision data sets
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "gtsrb"])
+def test_torchvision_sets_absent_give_a_clear_error(tmp_path, name):
+    with pytest.raises(FileNotFoundError) as err:
+        data.load(name, data_root=str(tmp_path))
+    msg = str(err.value)
+    assert name in msg and str(tmp_path) in msg and "download=True" in msg
+
+
+def _write_idx(path, array):
+    """MNIST's big-endian idx format: magic (0, 0, type 0x08 = uint8, ndim), dims, bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_reads_the_raw_idx_layout(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    imgs = {k: rng.integers(0, 256, (n, 28, 28)) for k, n in (("train", 30), ("t10k", 10))}
+    labels = {"train": np.arange(30) % 10, "t10k": np.arange(10)}
+    for k in ("train", "t10k"):
+        _write_idx(raw / f"{k}-images-idx3-ubyte", imgs[k])
+        _write_idx(raw / f"{k}-labels-idx1-ubyte", labels[k])
+    b = data.load("mnist", data_root=str(tmp_path))
+    assert b.input_shape == (1, 28, 28) and len(b.train) == 30 and len(b.test) == 10
+    assert torch.allclose(b.train.x[:, 0], torch.tensor(imgs["train"] / 255.0, dtype=torch.float32))
+    sub = data.load("mnist", data_root=str(tmp_path), classes=[3, "1"], n_train=4, image_size=14)
+    assert sub.classes == ["3", "1"] and sub.input_shape == (1, 14, 14) and len(sub.train) == 4
+    orig = labels["train"][sub.train.extras["index"].numpy()]
+    assert np.array_equal(np.where(orig == 3, 0, 1), sub.train.y.numpy())
+    assert set(labels["t10k"][sub.test.extras["index"].numpy()]) == {1, 3}
+    assert sub.spec == {"name": "mnist", "image_size": 14, "n_train": 4, "n_test": None,
+                        "classes": ["3", "1"], "seed": 0}
