@@ -641,7 +641,7 @@ def format_outcomes(outcomes: list[StudyOutcome]) -> str:
     for o in outcomes:
         rows.append((o.study, o.status, f"{o.runtime_s:.1f} s", f"{o.n_reproduced}/{o.n_claims}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -36,15 +36,22 @@ import itertools
 import json
 import os
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import paths
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .runner import _NAME_RE, Runner, StudyPlan, ValidationError, _display_path, _read_json
-from .runner import load_yaml_mapping
+from .runner import (
+    _NAME_RE,
+    Runner,
+    StudyPlan,
+    ValidationError,
+    _display_path,
+    _read_json,
+    load_yaml_mapping,
+)
 
 SWEEPS_DIR_NAME = "sweeps"
 POINT_FILE = "point.json"
@@ -125,7 +132,7 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
                 raise ValidationError(f"{where}: grid values of {key!r} must be a non-empty "
                                       f"list, got {values!r}")
         keys = list(grid)
-        expanded = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())]
+        expanded = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
         varying = keys
     else:
         if not isinstance(points, list) or not points:
@@ -450,7 +457,7 @@ def format_sweep_table(run: SweepRun) -> str:
                      f"{r.runtime_s:.1f} s" if r.attempts else "",
                      f"{r.n_reproduced}/{r.n_claims}" if r.attempts else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -9,8 +9,14 @@ import pytest
 from conftest import temp_leftovers
 
 from studylib.__main__ import main
-from studylib.report import (build_report, claim_n_seeds, claims_paragraph, fmt_number,
-                             format_evidence, write_report)
+from studylib.report import (
+    build_report,
+    claim_n_seeds,
+    claims_paragraph,
+    fmt_number,
+    format_evidence,
+    write_report,
+)
 
 
 @pytest.mark.parametrize("evidence, expected", [
@@ -132,7 +138,7 @@ def test_report_is_deterministic_apart_from_runtimes(profile_root, tmp_path):
     res_path = profile_root / "default" / "06_taylor_pruning" / "results.json"
     res_path.write_text(json.dumps(_ok_results(runtime=99.0)))
     second = build_report("default", profile_root)
-    changed = [(a, b) for a, b in zip(first.splitlines(), second.splitlines()) if a != b]
+    changed = [(a, b) for a, b in zip(first.splitlines(), second.splitlines(), strict=True) if a != b]
     assert len(first.splitlines()) == len(second.splitlines())
     assert changed and all("12.3" in a and "99" in b for a, b in changed)
 

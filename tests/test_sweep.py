@@ -18,8 +18,14 @@ from conftest import FIXTURES_DIR, temp_leftovers
 from studylib import paths
 from studylib.__main__ import main
 from studylib.runner import Runner, ValidationError
-from studylib.sweep import (load_sweep, plan_sweep, point_id, run_sweep, task_resources,
-                            write_sweep_report)
+from studylib.sweep import (
+    load_sweep,
+    plan_sweep,
+    point_id,
+    run_sweep,
+    task_resources,
+    write_sweep_report,
+)
 
 
 def _write_sweep(path: Path, spec: dict) -> Path:
