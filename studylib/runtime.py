@@ -102,6 +102,32 @@ def capture_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process so far, in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024, 1)
+
+
+def apply_thread_setting() -> int:
+    """Honour ``STUDYLIB_THREADS`` (torch intra-op threads); return the thread count in use.
+
+    Left unset, torch's default (one thread per physical core) is kept. Results are identical
+    for any thread count on the kit's CPU code paths, but a machine shared with other jobs
+    runs much faster with 1 thread than with oversubscribed spinning threads.
+    """
+    value = os.environ.get("STUDYLIB_THREADS", "").strip()
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"STUDYLIB_THREADS must be a positive integer, got {value!r}")
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def environment_info(device: torch.device) -> dict[str, str]:
     """Versions and hardware that produced a result (recorded in results.json)."""
     info = {
@@ -152,6 +178,7 @@ class StudyContext:
         self.metrics: dict[str, float | None] = {}
         self.claims: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
+        apply_thread_setting()
         set_deterministic(deterministic)
         seed_everything(self.seeds[0])
         set_theme()
@@ -196,6 +223,7 @@ class StudyContext:
             "seeds": self.seeds,
             "device": self.device.type,
             "runtime_s": round(self.runtime_s, 2),
+            "peak_rss_mib": peak_rss_mib(),
             "environment": environment_info(self.device),
             "params": self.params,
             "metrics": self.metrics,
