@@ -26,6 +26,7 @@ Contents
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -377,8 +378,17 @@ class RISE:
                     2, ti.view(-1, 1, 1).expand(-1, mj.shape[1], 1)).squeeze(2).float()
         return out
 
-    def maps_from_scores(self, scores: torch.Tensor, n: int | None = None) -> torch.Tensor:
-        """Maps (N_images, H, W) from :meth:`scores` using the first ``n`` masks (default all)."""
+    def maps_from_scores(self, scores: torch.Tensor, n: int | None = None, *, centered: bool = False
+                         ) -> torch.Tensor:
+        """Maps (N_images, H, W) from :meth:`scores` using the first ``n`` masks (default all).
+
+        ``centered=True`` subtracts each image's mean score over the ``n`` masks before
+        weighting (a control variate): the map changes by ``mean_f * sum_n M_n / (n p)``, whose
+        expectation is the constant ``mean_f``, so the limit map is the same up to an additive
+        constant (same ranking of pixels), but the small-``N`` maps lose the imprint of the
+        masks' coverage pattern ``sum_n M_n``. That imprint is identical for every baseline when
+        masks are shared, so uncentered maps compared across baselines partly compare the masks.
+        """
         n = self.n_masks if n is None else int(n)
         if not 1 <= n <= self.n_masks:
             raise ValueError(f"n must be in [1, {self.n_masks}], got {n}")
@@ -386,21 +396,25 @@ class RISE:
             raise ValueError("call scores() (or attribute()) first: the masks are not drawn yet")
         m = self._masks[:n].to(scores.device)
         h, w = m.shape[-2:]
-        sal = scores[:, :n].double() @ m.reshape(n, h * w).double()
+        f = scores[:, :n].double()
+        if centered:
+            f = f - f.mean(dim=1, keepdim=True)
+        sal = f @ m.reshape(n, h * w).double()
         return (sal / (n * self.keep_prob)).float().reshape(-1, h, w)
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor | Sequence[int] | int,
-                  baseline: torch.Tensor | float = 0.0, *, n_checkpoints: Sequence[int] | None = None
-                  ) -> torch.Tensor | dict[int, torch.Tensor]:
+                  baseline: torch.Tensor | float = 0.0, *, n_checkpoints: Sequence[int] | None = None,
+                  centered: bool = False) -> torch.Tensor | dict[int, torch.Tensor]:
         """RISE maps (N, H, W) of ``x`` for classes ``target`` with baseline ``baseline``.
 
         With ``n_checkpoints`` (mask counts <= ``n_masks``), a dict ``{n: maps from the first n
-        masks}`` instead (running estimates of one mask sequence).
+        masks}`` instead (running estimates of one mask sequence). ``centered``: see
+        :meth:`maps_from_scores` (default False: the paper's estimator).
         """
         s = self.scores(x, target, baseline)
         if n_checkpoints is None:
-            return self.maps_from_scores(s)
-        return {int(k): self.maps_from_scores(s, int(k)) for k in n_checkpoints}
+            return self.maps_from_scores(s, centered=centered)
+        return {int(k): self.maps_from_scores(s, int(k), centered=centered) for k in n_checkpoints}
 
 
 def gradient_maps(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Sequence[int] | int
@@ -691,6 +705,9 @@ class SaliencyStudyConfig:
         rise_sp_grid: ``[s, p]`` pairs of the RISE ``s``/``p`` sweep (each with
             ``rise_sp_n`` masks, on the first ``rise_sp_images`` images only).
         rise_batch_size: masked images per forward call.
+        rise_centered: use the centered RISE estimator (see :meth:`RISE.maps_from_scores`) for
+            the maps that enter claims; the paper's uncentered estimator's agreement numbers are
+            recorded beside them (``*_uncentered``).
         ig_steps: integrated-gradient steps.
         region_size: MoRF/LeRF region side (pixels, at 32 px); metric_steps: points per curve
             after the start; aopc_max_fraction: share of regions removed at the last MoRF/LeRF
@@ -698,6 +715,8 @@ class SaliencyStudyConfig:
         topk_fraction: k of the top-k intersection, as a fraction of the pixels.
         blur_sigma_fraction: blur baseline sigma as a fraction of the image side;
             noise_std: Gaussian-noise baseline standard deviation.
+        channels_last: run the model in channels-last memory format (faster on CPU; results
+            equal up to float rounding).
     """
 
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
@@ -715,6 +734,7 @@ class SaliencyStudyConfig:
     rise_sp_n: int = 1000
     rise_sp_images: int = 50
     rise_batch_size: int = 4096
+    rise_centered: bool = True
     ig_steps: int = 16
     region_size: int = 4
     metric_steps: int = 8
@@ -722,6 +742,7 @@ class SaliencyStudyConfig:
     topk_fraction: float = 0.1
     blur_sigma_fraction: float = 0.125
     noise_std: float = 0.2
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         for b in [*self.baselines, self.reference_baseline]:
@@ -735,20 +756,27 @@ class SaliencyStudyConfig:
         return asdict(self)
 
 
+def _nanmean(values: np.ndarray) -> float:
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
 def _summary(values: np.ndarray) -> float:
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     return float(np.median(v)) if v.size else math.nan
 
 
-def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
              dataset_mean: torch.Tensor | Sequence[float], config: SaliencyStudyConfig, *,
              seed: int = 0, keep_maps: int = 4, progress: Callable | None = None) -> dict[str, Any]:
     """Every map, metric and agreement number of the study for one trained model.
 
     Args:
         model: classifier returning logits; explained through :func:`probability_forward`.
-        x, y, mask: test images (N, C, H, W), labels (N,), object masks (N, 1, H, W).
+        x, y, mask: test images (N, C, H, W), the classes to explain (N,), object masks
+            (N, 1, H, W) or None (localisation numbers are then nan).
         dataset_mean: (C,) channel means of the training images (``dataset_mean`` baseline).
         config: :class:`SaliencyStudyConfig`.
         seed: seeds the noise baselines, the RISE masks and the random maps.
@@ -768,6 +796,8 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     """
     cfg = config
     prog = progress if progress is not None else (lambda it, desc=None: it)
+    if cfg.channels_last:  # ~30% faster small convolutions on CPU; a copy, the caller's model is untouched
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     forward = probability_forward(model)
     n, c, h, w = x.shape
     target = y.long()
@@ -811,27 +841,36 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     n_max = max(cfg.rise_n_values)
     rise = RISE(forward, n_masks=max(n_max, cfg.rise_baseline_n), grid_size=cfg.rise_grid_size,
                 keep_prob=cfg.rise_keep_prob, seed=seed, batch_size=cfg.rise_batch_size)
+    cen = bool(cfg.rise_centered)
     scores_ref = rise.scores(x, target, bl[ref])
-    rise_n = {nv: rise.maps_from_scores(scores_ref, nv) for nv in cfg.rise_n_values}
-    out["rho_rise_n"] = {key(a, b): spearman_per_image(rise_n[a], rise_n[b])
-                         for a, b in zip(cfg.rise_n_values[:-1], cfg.rise_n_values[1:], strict=True)}
+    rise_n = {nv: rise.maps_from_scores(scores_ref, nv, centered=cen) for nv in cfg.rise_n_values}
+    rise_n_unc = {nv: rise.maps_from_scores(scores_ref, nv) for nv in cfg.rise_n_values}
+    steps = list(zip(cfg.rise_n_values[:-1], cfg.rise_n_values[1:], strict=True))
+    out["rho_rise_n"] = {key(a, b): spearman_per_image(rise_n[a], rise_n[b]) for a, b in steps}
+    out["rho_rise_n_uncentered"] = {key(a, b): spearman_per_image(rise_n_unc[a], rise_n_unc[b])
+                                    for a, b in steps}
     # RISE across baselines (common masks: the first rise_baseline_n of the same sequence)
     nb = cfg.rise_baseline_n
     rise_b_obj = RISE(forward, n_masks=nb, grid_size=cfg.rise_grid_size, keep_prob=cfg.rise_keep_prob,
                       seed=seed, batch_size=cfg.rise_batch_size)
     rise_b_obj._masks, rise_b_obj._mask_hw = rise.masks(h, w)[:nb], (h, w)
     rise_b: dict[str, torch.Tensor] = {}
+    rise_b_unc: dict[str, torch.Tensor] = {}
     for k, b in prog(bl.items(), desc="RISE x baselines"):
-        rise_b[k] = (rise.maps_from_scores(scores_ref, nb) if k == ref
-                     else rise_b_obj.maps_from_scores(rise_b_obj.scores(x, target, b)))
+        sc = scores_ref[:, :nb] if k == ref else rise_b_obj.scores(x, target, b)
+        rise_b[k] = rise_b_obj.maps_from_scores(sc, centered=cen)
+        rise_b_unc[k] = rise_b_obj.maps_from_scores(sc)
     agreement(rise_b, "rise_baselines")
+    out["rho_rise_baselines_uncentered"] = {key(a, b): v for (a, b), v in
+                                            pairwise_agreement(rise_b_unc).items()}
     # RISE s/p sweep on a subset
     n_sp = min(n, int(cfg.rise_sp_images))
     rise_sp: dict[str, torch.Tensor] = {}
     for s_, p_ in prog(cfg.rise_sp_grid, desc="RISE s/p grid"):
         r = RISE(forward, n_masks=cfg.rise_sp_n, grid_size=int(s_), keep_prob=float(p_), seed=seed + 1,
                  batch_size=cfg.rise_batch_size)
-        rise_sp[f"{int(s_)},{float(p_):g}"] = r.attribute(x[:n_sp], target[:n_sp], bl[ref][:n_sp])
+        rise_sp[f"{int(s_)},{float(p_):g}"] = r.attribute(x[:n_sp], target[:n_sp], bl[ref][:n_sp],
+                                                          centered=cen)
     out["rho_rise_sp"] = {key(a, b): v for (a, b), v in pairwise_agreement(rise_sp).items()}
 
     # gradient references
@@ -846,8 +885,12 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     out["rho_methods_all"] = {key(a, b): v for (a, b), v in pairwise_agreement(methods).items()}
 
     # localisation
-    out["localisation"] = {m: {"pointing": pointing_game(v, mask), "mass_inside": mass_inside(v, mask)}
-                           for m, v in methods.items()}
+    if mask is None:  # no object masks (e.g. CIFAR-10): localisation is undefined
+        out["localisation"] = {m: {"pointing": np.full(n, np.nan), "mass_inside": np.full(n, np.nan)}
+                               for m in methods}
+    else:
+        out["localisation"] = {m: {"pointing": pointing_game(v, mask), "mass_inside": mass_inside(v, mask)}
+                               for m, v in methods.items()}
 
     # metrics with every baseline
     reg = scale_size(cfg.region_size, h)
@@ -876,7 +919,7 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
 
     keep = min(keep_maps, n)
     out["example_maps"] = {
-        "x": x[:keep].cpu().numpy(), "mask": mask[:keep].cpu().numpy(),
+        "x": x[:keep].cpu().numpy(), "mask": None if mask is None else mask[:keep].cpu().numpy(),
         "occlusion": {k: v[:keep].cpu().numpy() for k, v in occ_b.items()},
         "rise": {k: v[:keep].cpu().numpy() for k, v in rise_b.items()},
         "integrated_gradients": {k: v[:keep].cpu().numpy() for k, v in ig_b.items()},
@@ -938,6 +981,8 @@ def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
         s[f"topk_{name}"] = pooled_median(out[f"topk_{name}"])
         s[f"ssim_{name}"] = pooled_median(out[f"ssim_{name}"])
     s["rho_ig_baselines"] = pooled_median(out["rho_ig_baselines"])
+    s["rho_rise_baselines_uncentered"] = pooled_median(out["rho_rise_baselines_uncentered"])
+    s["rho_rise_n_pairs_uncentered"] = {k: _summary(v) for k, v in out["rho_rise_n_uncentered"].items()}
     grid = out["rho_occlusion_grid"]
     same_fraction = {k: v for k, v in grid.items()
                      if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])
@@ -965,8 +1010,7 @@ def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
         half_b = method_means(out, metric, images=np.arange(1, n, 2))
         s[f"{metric}_split_half_tau"] = float(np.nanmedian(
             [ranking_kendall_tau(half_a[b], half_b[b]) for b in means]))
-    s["localisation"] = {m: {"pointing": float(np.mean(v["pointing"])),
-                             "mass_inside": float(np.nanmean(v["mass_inside"]))}
+    s["localisation"] = {m: {"pointing": _nanmean(v["pointing"]), "mass_inside": _nanmean(v["mass_inside"])}
                          for m, v in out["localisation"].items()}
     return s
 
@@ -1032,7 +1076,8 @@ def plot_baselines(example: Mapping[str, Any], baselines: Mapping[str, np.ndarra
         ax = fig.add_subplot(gs[0, i + 1])
         ax.imshow(np.clip(np.transpose(baselines[k], (1, 2, 0)), 0, 1))
         ax.set_title(k.replace("_", " "), fontsize=8)
-        ax.axis("off")
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax = fig.add_subplot(gs[1, :])
     xs = np.arange(len(names))
     means = [float(np.mean(ratios[k])) for k in names]
@@ -1043,7 +1088,8 @@ def plot_baselines(example: Mapping[str, Any], baselines: Mapping[str, np.ndarra
     ax.axhline(2.0, color="C3", lw=1, ls="--", label="claim threshold 2/K")
     ax.set_xticks(xs, [k.replace("_", "\n") for k in names], fontsize=8)
     ax.set_ylabel("max prob x K on baseline")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_ylim(0, max(2.5, 1.15 * max(max(v) for v in ratios.values())))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -1103,5 +1149,28 @@ def plot_rise_convergence(pairs_per_seed: Sequence[Mapping[str, float]]):
     ax.set_ylabel("median Spearman rho")
     ax.set_ylim(0, 1)
     ax.set_title("RISE: maps at N vs 4N masks", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_method_maps(example_maps: Mapping[str, Any], indices: Sequence[int] = (0, 1, 2),
+                     methods: Sequence[str] = METHODS):
+    """Rows: example images; columns: the image and each method's map (reference baseline)."""
+    import matplotlib.pyplot as plt
+
+    maps = example_maps["methods"]
+    idx = [i for i in indices if i < len(example_maps["x"])]
+    fig, axes = plt.subplots(len(idx), len(methods) + 1, figsize=(1.45 * (len(methods) + 1), 1.5 * len(idx)),
+                             squeeze=False)
+    for r, i in enumerate(idx):
+        axes[r, 0].imshow(np.transpose(example_maps["x"][i], (1, 2, 0)))
+        if example_maps.get("mask") is not None:
+            axes[r, 0].contour(example_maps["mask"][i, 0], levels=[0.5], colors="yellow", linewidths=0.6)
+        axes[r, 0].set_xticks([])
+        axes[r, 0].set_yticks([])
+        if r == 0:
+            axes[r, 0].set_title("image + mask", fontsize=8)
+        for c, m in enumerate(methods):
+            _show_map(axes[r, c + 1], maps[m][i], m.replace("integrated_gradients", "IG") if r == 0 else None)
     fig.tight_layout()
     return fig

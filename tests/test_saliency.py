@@ -104,6 +104,11 @@ def test_rise_batched_equals_the_formula_with_a_per_mask_loop():
             p = forward((x[i] * mk + b[i] * (1 - mk)).unsqueeze(0))[0, t]
             acc += float(p.detach()) * mk[0].double()
         _assert_close(maps[i], acc / (37 * 0.4), atol=1e-5)
+    # the centered estimator differs by mean score x mask coverage / (N p)
+    scores = rise.scores(x, torch.tensor([0, 1, 0]), b)
+    coverage = masks[:, 0].sum(dim=0) / (37 * 0.4)
+    centered = rise.maps_from_scores(scores, centered=True)
+    _assert_close(centered, maps - scores.mean(dim=1).view(-1, 1, 1) * coverage, atol=1e-5)
     # checkpoints are the maps of the mask prefixes
     ck = rise.attribute(x, torch.tensor([0, 1, 0]), b, n_checkpoints=[10, 37])
     _assert_close(ck[37], maps, atol=1e-6)
@@ -133,6 +138,8 @@ def test_rise_with_many_masks_on_a_linear_model_approaches_w_times_x_minus_b():
     # estimate converges to it, so the correlation grows with N and is high at N = 4000
     assert corr[4000] > 0.9, corr
     assert corr[30] < corr[300] < corr[4000], corr
+    centered = rise.attribute(x, 0, b, centered=True)[0]
+    assert np.corrcoef(centered.flatten().numpy(), expected.flatten().numpy())[0, 1] > 0.9
 
 
 def test_rise_rejects_bad_arguments():
