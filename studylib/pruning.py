@@ -183,6 +183,8 @@ class ChannelGates:
                                    producer_names=[names[m] for m in producers], bns=bns))
         if not self.gates:
             raise ValueError("found no prunable channel group in the model")
+        order = {m: i for i, m in enumerate(model.modules())}
+        self.gates.sort(key=lambda g: min(order[p] for p in g.producers))  # network order
         self.offsets = np.cumsum([0] + [g.channels for g in self.gates])
         self._handles: list[Any] = []
         self._attach()
@@ -243,7 +245,7 @@ class ChannelGates:
         if v.numel() != self.n_channels:
             raise ValueError(f"values must have {self.n_channels} entries, got {v.numel()}")
         with torch.no_grad():
-            for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:]):
+            for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:], strict=True):
                 g.z.copy_(v[lo:hi].to(g.z.device))
 
     def reset(self) -> None:
@@ -277,7 +279,7 @@ class ChannelGates:
         """Active channels per gate name."""
         act = self.active()
         return {g.name: int(act[lo:hi].sum())
-                for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:])}
+                for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:], strict=True)}
 
     def mask_digest(self) -> str:
         """A short hash of the on/off pattern (enters cache keys)."""
@@ -300,7 +302,7 @@ class ChannelGates:
         example = self.example_inputs.to(next(pruned.parameters()).device)
         dg = tp.DependencyGraph().build_dependency(pruned, example_inputs=example, verbose=False)
         act = self.active()
-        for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:]):
+        for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:], strict=True):
             idxs = [int(i) for i in np.flatnonzero(~act[lo:hi])]
             if not idxs:
                 continue
@@ -402,7 +404,7 @@ def gate_hessian_diagonal(gates: ChannelGates, loss: torch.Tensor) -> tuple[torc
     zs = [g.z for g in gates.gates]
     grads = torch.autograd.grad(loss, zs, create_graph=True, allow_unused=True)
     g_out, h_out = [], []
-    for z, gz in zip(zs, grads):
+    for z, gz in zip(zs, grads, strict=True):
         if gz is None:
             g_out.append(torch.zeros(z.numel()))
             h_out.append(torch.zeros(z.numel()))
@@ -500,10 +502,10 @@ def score_minibatches(model: nn.Module, gates: ChannelGates,
                 weight_params = [p for p in model.parameters() if p.requires_grad]
                 gflat, hdiag = gate_hessian_diagonal(gates, loss)
                 wgrads = torch.autograd.grad(loss, weight_params, allow_unused=True)
-                for p, gp in zip(weight_params, wgrads):
+                for p, gp in zip(weight_params, wgrads, strict=True):
                     p.grad = gp
                 with torch.no_grad():  # store dL/dz where minibatch_scores reads it
-                    for g, lo, hi in zip(gates.gates, gates.offsets[:-1], gates.offsets[1:]):
+                    for g, lo, hi in zip(gates.gates, gates.offsets[:-1], gates.offsets[1:], strict=True):
                         g.z.grad = gflat[lo:hi].to(g.z.device).clone()
             else:
                 loss.backward()
@@ -601,7 +603,7 @@ def lowest_active(scores: np.ndarray, gates: ChannelGates, k: int,
     act = gates.active() if active is None else np.asarray(active, dtype=bool).copy()
     s = np.where(np.isfinite(scores), scores, np.inf).astype(float)
     order = np.argsort(s, kind="stable")
-    left = np.array([act[lo:hi].sum() for lo, hi in zip(gates.offsets[:-1], gates.offsets[1:])])
+    left = np.array([act[lo:hi].sum() for lo, hi in zip(gates.offsets[:-1], gates.offsets[1:], strict=True)])
     li = gates.layer_index()
     chosen = []
     for f in order:
@@ -975,3 +977,348 @@ def torch_pruning_taylor_scores(model: nn.Module, gates: ChannelGates,
     if n == 0:
         raise ValueError("batches is empty")
     return total / n
+
+
+# ============================================================================ one study run
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Budget of one (setup, seed) run of study 06 (every field is a notebook parameter).
+
+    Args:
+        batch_size: training minibatch (training, pruning, fine-tuning).
+        score_batches, score_batch_size: the minibatches on which every criterion and the
+            oracle are computed (the correlation study).
+        curve_points, curve_max_fraction: the loss-vs-removed curves (no fine-tuning) go from 0
+            to ``curve_max_fraction`` of the channels in ``curve_points`` steps.
+        prune_criteria: criteria run through iterative pruning + fine-tuning.
+        frequency, neurons_per_step, momentum, snapshot_fractions: the pruning schedule.
+        finetune_epochs, finetune_lr: fine-tuning of each snapshot.
+        target_param_reduction: the claim's level (0.30): the first ``taylor_fo`` snapshot that
+            removes at least this fraction of parameters is the claim's pruned model.
+        timing_repeats, timing_batch: CPU inference timing (median of repeats).
+    """
+
+    batch_size: int = 64
+    score_batches: int = 2
+    score_batch_size: int = 64
+    curve_points: int = 10
+    curve_max_fraction: float = 0.6
+    prune_criteria: tuple[str, ...] = ("taylor_fo", "weight_magnitude", "random")
+    frequency: int = 10
+    neurons_per_step: int = 8
+    momentum: float = 0.9
+    snapshot_fractions: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65)
+    finetune_epochs: int = 2
+    finetune_lr: float = 1e-3
+    target_param_reduction: float = 0.30
+    timing_repeats: int = 25
+    timing_batch: int = 256
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
+                   device: str | torch.device = "cpu", progress: bool = True,
+                   cache: bool = True) -> dict[str, Any]:
+    """Everything study 06 measures for one model/data setup and one seed.
+
+    Steps: train (checkpoint cache) -> gates -> every criterion and the oracle on the same
+    minibatches -> rank correlations (global, per layer) and agreement with torch-pruning's
+    ``TaylorImportance`` -> loss-vs-removed curves without fine-tuning -> iterative pruning per
+    criterion, each snapshot fine-tuned, physically pruned, counted (FLOPs, params) and checked
+    against the gated model -> CPU timing of the claim's pruned model vs the dense one.
+
+    Args:
+        setup: ``{"model": "lenet"|"resnet"|..., "model_kwargs": {...}, "dataset": name,
+            "data_kwargs": {...}, "epochs": int, "lr": float}``.
+        seed: model initialisation, minibatch order, random scores.
+        settings: a :class:`StudySettings`.
+        device: where to train and score (timing always runs on the CPU).
+        progress: progress bars.
+        cache: use the checkpoint caches (training, pruning, fine-tuning).
+
+    Returns:
+        A JSON-able dict (arrays as lists); see the keys in the code and the notebook.
+    """
+    from . import data as data_mod
+    from .models import build_model
+    from .runtime import select_device
+    from .training import TrainConfig, evaluate, fit
+
+    device = select_device(device)
+    bundle = data_mod.load(setup["dataset"], **setup.get("data_kwargs", {}))
+    c, h, _ = bundle.input_shape
+    model = build_model(setup["model"], seed=seed, in_channels=c,
+                        num_classes=bundle.num_classes, image_size=h,
+                        **setup.get("model_kwargs", {}))
+    train_cfg = TrainConfig(epochs=int(setup.get("epochs", 10)), batch_size=settings.batch_size,
+                            lr=float(setup.get("lr", 1e-3)))
+    fit(model, bundle, train_cfg, seed=seed, device=device, cache=cache, progress=progress,
+        desc=f"train {setup['model']} s{seed}")
+    base = evaluate(model, bundle.test, device)
+    trained_state = _state_copy(model)
+    example = bundle.train.x[:2].to(device)
+    gates = ChannelGates(model, example)
+    names = [g.name for g in gates.gates]
+    out: dict[str, Any] = {"seed": seed, "base_accuracy": base["accuracy"],
+                           "base_loss": base["loss"], "n_channels": gates.n_channels,
+                           "layers": names, "layer_widths": [g.channels for g in gates.gates],
+                           "n_shared": [g.n_shared for g in gates.gates]}
+
+    # -- criteria vs oracle on the same minibatches
+    batches = minibatches(bundle.train.x, bundle.train.y, settings.score_batch_size,
+                          settings.score_batches, seed=seed, device=device)
+    scores = score_minibatches(model, gates, batches, CRITERIA, oracle=True, seed=seed,
+                               progress=progress)
+    crit = {k: scores[k] for k in CRITERIA}
+    corr = rank_correlations(crit, scores["oracle"], gates.layer_index(), names)
+    bn_ok = np.isfinite(scores["bn_scale"])
+    if bn_ok.any():  # first order on the channels that have a BatchNorm (fair vs bn_scale)
+        corr["taylor_fo@bn"] = rank_correlations({"x": scores["taylor_fo"][bn_ok]},
+                                                 scores["oracle"][bn_ok])["x"]
+    out["scores"] = {k: v.tolist() for k, v in scores.items()}
+    out["correlations"] = corr
+    tp_scores = torch_pruning_taylor_scores(model, gates, batches)
+    out["tp_taylor_vs_fo"] = rank_correlations({"tp": tp_scores}, scores["taylor_fo"])["tp"]
+    out["tp_taylor_vs_oracle"] = rank_correlations({"tp": tp_scores}, scores["oracle"])["tp"]
+
+    # -- loss vs channels removed, no fine-tuning (ranking fixed once)
+    counts = np.unique(np.linspace(0, settings.curve_max_fraction * gates.n_channels,
+                                   settings.curve_points).round().astype(int)).tolist()
+    curves = {k: loss_vs_removed(model, gates, scores[k], bundle.test.x, bundle.test.y, counts)
+              for k in list(CRITERIA) + ["oracle"]}
+    out["curve_counts"] = counts
+    out["curves"] = {k: v.tolist() for k, v in curves.items()}
+    out["curve_gap"] = {k: curve_gap(curves[k], curves["oracle"], counts) for k in CRITERIA}
+
+    # -- iterative pruning + fine-tuning per criterion
+    flops0, params0 = count_flops_params(gates.pruned_copy(), example[:1])
+    out["dense_flops"], out["dense_params"] = flops0, params0
+    runs: dict[str, list[dict[str, Any]]] = {}
+    claim_model: nn.Module | None = None
+    for criterion in settings.prune_criteria:
+        gates.reset()
+        model.load_state_dict(trained_state)
+        cfg = PruneConfig(criterion=criterion, frequency=settings.frequency,
+                          neurons_per_step=settings.neurons_per_step,
+                          momentum=settings.momentum,
+                          snapshot_fractions=tuple(settings.snapshot_fractions),
+                          batch_size=settings.batch_size, lr=float(setup.get("lr", 1e-3)))
+        snaps = prune_iteratively(model, gates, bundle.train, cfg, seed=seed, device=device,
+                                  cache=cache, progress=progress)
+        rows = []
+        for snap in snaps:
+            model.load_state_dict(snap["state_dict"])
+            gates.set_values(snap["gate_values"])
+            before_ft = evaluate(model, bundle.test, device)["accuracy"]
+            ft_cfg = TrainConfig(epochs=settings.finetune_epochs, batch_size=settings.batch_size,
+                                 lr=settings.finetune_lr)
+            fit(model, bundle, ft_cfg, seed=seed, device=device, cache=cache,
+                progress=False, loss_id=f"taylor_finetune(mask={gates.mask_digest()})",
+                loss_fn=_cross_entropy)
+            acc = evaluate(model, bundle.test, device)["accuracy"]
+            pruned = gates.pruned_copy().eval()
+            flops, params = count_flops_params(pruned, example[:1])
+            with torch.no_grad():
+                xb = bundle.test.x[:256].to(device)
+                diff = float((pruned(xb) - model.eval()(xb)).abs().max())
+            row = {"fraction": snap["fraction"], "removed": snap["removed"],
+                   "accuracy_before_finetune": before_ft, "accuracy": acc,
+                   "flops": flops, "params": params,
+                   "flops_reduction": 1 - flops / flops0, "param_reduction": 1 - params / params0,
+                   "max_abs_diff_pruned_vs_gated": diff, "kept": gates.kept_per_layer()}
+            rows.append(row)
+            if (criterion == "taylor_fo" and claim_model is None
+                    and row["param_reduction"] >= settings.target_param_reduction):
+                claim_model = pruned
+                out["claim"] = dict(row)
+        runs[criterion] = rows
+        if criterion == "taylor_fo" and claim_model is None:  # never reached the target
+            claim_model = pruned
+            out["claim"] = dict(rows[-1])
+    out["pruning"] = runs
+
+    # -- CPU inference time: dense vs physically pruned (claim model)
+    gates.reset()
+    model.load_state_dict(trained_state)
+    if claim_model is not None:
+        with gates.suspended():
+            dense = copy.deepcopy(model).cpu().eval()
+        xt = bundle.test.x[:settings.timing_batch].cpu()
+        out["timing"] = compare_inference_time(dense, claim_model.cpu().eval(), xt,
+                                               repeats=settings.timing_repeats)
+    gates.remove()
+    return out
+
+
+# ============================================================================ aggregation, figures
+
+
+def claim_evidence(stat: str, per_setup: dict[str, list[float]],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evidence dict of a claim measured on several setups over seeds.
+
+    For every setup: ``<setup>_<stat>_mean`` and ``<setup>_<stat>_ci95`` (Student-t over seeds,
+    :func:`studylib.results.mean_ci`) and ``<setup>_<stat>_per_seed``; the first setup's CI is
+    repeated under ``ci95`` (right after its mean); then ``n_seeds`` and ``extra``.
+    """
+    from .results import mean_ci
+
+    ev: dict[str, Any] = {}
+    n = 0
+    for i, (setup, values) in enumerate(per_setup.items()):
+        mc = mean_ci(values)
+        ev[f"{setup}_{stat}_mean"] = mc["mean"]
+        if i == 0:
+            ev["ci95"] = mc["ci95"]
+        ev[f"{setup}_{stat}_ci95"] = mc["ci95"]
+        ev[f"{setup}_{stat}_per_seed"] = [float(v) for v in values]
+        n = max(n, mc["n"])
+    ev["n_seeds"] = n
+    ev.update(extra or {})
+    return ev
+
+
+def beats_all(target: list[float], others: dict[str, list[float]]) -> str:
+    """Verdict of "``target`` is higher than every baseline, with non-overlapping seed CIs".
+
+    Reproduced: every baseline's CI lies wholly below the target's CI. Not reproduced: some
+    baseline's CI lies wholly at or above the target's (its lower end >= the target's upper
+    end). Otherwise (overlapping CIs, or one seed so no CI) inconclusive.
+    """
+    from .results import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci
+
+    t = mean_ci(target)["ci95"]
+    if any(math.isnan(v) for v in t):
+        return INCONCLUSIVE
+    verdicts = []
+    for vals in others.values():
+        o = mean_ci(vals)["ci95"]
+        if any(math.isnan(v) for v in o):
+            verdicts.append(INCONCLUSIVE)
+        elif o[1] < t[0]:
+            verdicts.append(REPRODUCED)
+        elif o[0] >= t[1]:
+            verdicts.append(NOT_REPRODUCED)
+        else:
+            verdicts.append(INCONCLUSIVE)
+    if NOT_REPRODUCED in verdicts:
+        return NOT_REPRODUCED
+    if INCONCLUSIVE in verdicts or not verdicts:
+        return INCONCLUSIVE
+    return REPRODUCED
+
+
+_LABELS = {"taylor_fo": "Taylor FO (gate)", "taylor_so": "Taylor SO (gate)",
+           "taylor_fo_weight": "Taylor FO (weights)", "weight_magnitude": "weight magnitude",
+           "bn_scale": "BN |gamma|", "random": "random", "oracle": "oracle"}
+
+
+def plot_criteria_vs_oracle(records: dict[str, dict[str, Any]], criteria: Sequence[str] = CRITERIA):
+    """Scatter of each criterion against the oracle (log-log), one row per setup, with rho."""
+    import matplotlib.pyplot as plt
+
+    setups = list(records)
+    fig, axes = plt.subplots(len(setups), len(criteria), squeeze=False,
+                             figsize=(2.6 * len(criteria), 2.6 * len(setups)))
+    for r, setup in enumerate(setups):
+        rec = records[setup]
+        oracle = np.asarray(rec["scores"]["oracle"])
+        li = np.repeat(np.arange(len(rec["layers"])), rec["layer_widths"])
+        for col, c in enumerate(criteria):
+            ax = axes[r][col]
+            s = np.asarray(rec["scores"][c], dtype=float)
+            ok = np.isfinite(s) & (s > 0) & (oracle > 0)
+            ax.scatter(oracle[ok], s[ok], c=li[ok], cmap="viridis", s=8, alpha=0.7)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(plt.NullFormatter())
+            rho = rec["correlations"][c]["spearman"]
+            ax.set_title(f"{_LABELS.get(c, c)}\nrho = {rho:.2f}", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{setup}\ncriterion", fontsize=9)
+            if r == len(setups) - 1:
+                ax.set_xlabel("oracle |dL|", fontsize=9)
+    fig.suptitle("Criteria vs oracle (first seed; colour = layer)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(records: dict[str, list[dict[str, Any]]],
+                     criteria: Sequence[str] = CRITERIA):
+    """Test loss vs channels removed (no fine-tuning), mean over seeds, oracle dashed."""
+    import matplotlib.pyplot as plt
+
+    setups = list(records)
+    fig, axes = plt.subplots(1, len(setups), squeeze=False, figsize=(5.2 * len(setups), 3.8))
+    for ax, setup in zip(axes[0], setups, strict=True):
+        recs = records[setup]
+        counts = recs[0]["curve_counts"]
+        for c in list(criteria) + ["oracle"]:
+            m = np.mean([r["curves"][c] for r in recs], axis=0)
+            ax.plot(counts, m, label=_LABELS.get(c, c),
+                    ls="--" if c == "oracle" else "-", lw=2.2 if c == "oracle" else 1.4,
+                    color="k" if c == "oracle" else None)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"channels removed (of {recs[0]['n_channels']})")
+        ax.set_ylabel("test loss, no fine-tuning")
+        ax.set_title(setup)
+    axes[0][-1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(records: dict[str, list[dict[str, Any]]]):
+    """Accuracy after fine-tuning vs FLOPs and vs parameters (fraction kept), per criterion."""
+    import matplotlib.pyplot as plt
+
+    setups = list(records)
+    fig, axes = plt.subplots(len(setups), 2, squeeze=False, figsize=(10, 3.6 * len(setups)))
+    for r, setup in enumerate(setups):
+        recs = records[setup]
+        base = np.mean([x["base_accuracy"] for x in recs])
+        for col, (key, label) in enumerate([("flops", "FLOPs kept"), ("params", "parameters kept")]):
+            ax = axes[r][col]
+            dense = recs[0]["dense_" + key]
+            for c in recs[0]["pruning"]:
+                xs = np.mean([[row[key] / dense for row in x["pruning"][c]] for x in recs], axis=0)
+                ys = np.mean([[row["accuracy"] for row in x["pruning"][c]] for x in recs], axis=0)
+                ax.plot(np.r_[1.0, xs], 100 * np.r_[base, ys], marker="o",
+                        label=_LABELS.get(c, c))
+            ax.axhline(100 * base - 1, color="grey", ls=":", lw=1, label="dense - 1 point")
+            ax.set_xlabel(f"{label} (fraction of dense)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(setup)
+            ax.invert_xaxis()
+        axes[r][1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kept_per_layer(records: dict[str, list[dict[str, Any]]]):
+    """Channels kept per layer in the claim's Taylor-FO pruned model (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    setups = list(records)
+    fig, axes = plt.subplots(1, len(setups), squeeze=False, figsize=(5.5 * len(setups), 4.0))
+    for ax, setup in zip(axes[0], setups, strict=True):
+        recs = records[setup]
+        layers = recs[0]["layers"]
+        widths = np.asarray(recs[0]["layer_widths"])
+        kept = np.mean([[x["claim"]["kept"][name] for name in layers] for x in recs], axis=0)
+        pos = np.arange(len(layers))
+        ax.barh(pos, widths, color="lightgrey", label="dense")
+        ax.barh(pos, kept, color="tab:blue", label="kept (Taylor FO)")
+        ax.set_yticks(pos, [n if len(n) < 28 else n[:25] + "..." for n in layers], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("channels")
+        frac = recs[0]["claim"]["fraction"]
+        ax.set_title(f"{setup}: {100 * frac:.0f}% of channels removed", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -14,6 +14,8 @@ from studylib.pruning import (
     ChannelGates,
     PruneConfig,
     TaylorPruner,
+    beats_all,
+    claim_evidence,
     compare_inference_time,
     count_flops_params,
     curve_gap,
@@ -245,7 +247,7 @@ def test_shared_gate_gradient_sums_places_and_score_divides_by_them():
     with gates.suspended():
         zs = [torch.ones(4, requires_grad=True) for _ in stage0.modules]
         hs = [m.register_forward_hook(lambda mod, i, o, z=z: o * z.view(1, -1, 1, 1))
-              for m, z in zip(stage0.modules, zs)]
+              for m, z in zip(stage0.modules, zs, strict=True)]
         F.cross_entropy(model(x), y).backward()
         for h in hs:
             h.remove()
@@ -352,9 +354,9 @@ def test_loss_vs_removed_starts_at_full_model_loss_and_restores_gates():
     _warm_bn(model, x)
     gates = ChannelGates(model, x[:2])
     full = float(F.cross_entropy(model(x), y))
-    curve = loss_vs_removed(model, gates, np.arange(gates.n_channels, dtype=float), x, y, [0, 3])
+    curve = loss_vs_removed(model, gates, np.arange(gates.n_channels, dtype=float), x, y, [0, 2])
     assert curve[0] == pytest.approx(full, abs=1e-6)
-    gates.zero_channels([0, 1, 2])  # lowest three scores = flat indices 0, 1, 2
+    gates.zero_channels([0, 1])  # the two lowest scores = flat indices 0, 1
     assert curve[1] == pytest.approx(float(F.cross_entropy(model(x), y)), abs=1e-6)
     gates.reset()
 
@@ -439,3 +441,23 @@ def test_compare_inference_time_reports_medians():
     assert r["ratio_b_over_a"] == pytest.approx(r["median_b_s"] / r["median_a_s"])
     with pytest.raises(ValueError, match="repeats"):
         compare_inference_time(a, b, torch.randn(2, 64), repeats=0)
+
+
+# ------------------------------------------------------------------ claim helpers
+
+
+def test_beats_all_verdicts():
+    assert beats_all([0.9, 0.91, 0.92], {"a": [0.1, 0.2, 0.15], "b": [0.5, 0.55, 0.6]}) == \
+        "reproduced"
+    assert beats_all([0.1, 0.12, 0.11], {"a": [0.9, 0.91, 0.92]}) == "not reproduced"
+    assert beats_all([0.5, 0.6, 0.7], {"a": [0.55, 0.6, 0.65]}) == "inconclusive"
+    assert beats_all([0.9], {"a": [0.1]}) == "inconclusive"  # one seed: no interval
+
+
+def test_claim_evidence_layout():
+    ev = claim_evidence("rho", {"a": [1.0, 2.0, 3.0], "b": [4.0, 4.0]}, {"threshold": 0.9})
+    assert list(ev)[:2] == ["a_rho_mean", "ci95"]
+    assert ev["a_rho_mean"] == pytest.approx(2.0)
+    assert ev["ci95"] == ev["a_rho_ci95"]
+    assert ev["b_rho_ci95"] == [4.0, 4.0]
+    assert ev["n_seeds"] == 3 and ev["threshold"] == 0.9
