@@ -203,9 +203,15 @@ class BayesianNet:
 
         Records the logits as the deterministic site ``"logits"`` and returns them.
         """
-        logits = self.pyro_body(self.features(x))
+        return self.model_on_features(self.features(x), y, likelihood_scale)
+
+    def model_on_features(self, h: torch.Tensor, y: torch.Tensor | None = None,
+                          likelihood_scale: float = 1.0) -> torch.Tensor:
+        """:meth:`model` given the extractor's output ``h`` (same sites, so the same guide):
+        :func:`fit_vi` computes a frozen extractor's features once, not at every step."""
+        logits = self.pyro_body(h)
         pyro.deterministic("logits", logits)
-        with pyro.plate("data", x.shape[0]), pyro.poutine.scale(scale=float(likelihood_scale)):
+        with pyro.plate("data", h.shape[0]), pyro.poutine.scale(scale=float(likelihood_scale)):
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
         return logits
 
@@ -626,14 +632,19 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
 
     n = len(y_all)
     init_values = {k: v.detach().clone() for k, v in bnet.template.named_parameters()}
+    if bnet.extractor is not None:  # frozen: its features are computed once
+        with torch.no_grad():
+            x_all = torch.cat([bnet.features(x_all[i:i + 512].to(device)).cpu()
+                               for i in range(0, n, 512)])
     history: list[float] = []
     # a private, empty parameter store for this fit: guides of several models never share
     # parameters through Pyro's global store, and the caller's store is left as it was
     with pyro.get_param_store().scope(), _fork_rng(device):
         torch.manual_seed(int(seed))
-        guide = AutoNormal(bnet.model, init_loc_fn=init_to_value(values=init_values),
+        guide = AutoNormal(bnet.model_on_features,
+                           init_loc_fn=init_to_value(values=init_values),
                            init_scale=float(init_scale))
-        svi = SVI(bnet.model, guide, pyro.optim.Adam({"lr": lr}),
+        svi = SVI(bnet.model_on_features, guide, pyro.optim.Adam({"lr": lr}),
                   loss=Trace_ELBO(num_particles=num_particles))
         gen = torch.Generator().manual_seed(int(seed))
         n_batches = max(1, math.ceil(n / batch_size))
@@ -822,3 +833,265 @@ def detection_auc(scores_clean: np.ndarray | Sequence[float],
     lo, hi = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if n_boot > 1 \
         else (math.nan, math.nan)
     return {"auc": auc, "ci95": [lo, hi], "n_clean": int(neg.size), "n_attacked": int(pos.size)}
+
+
+# ============================================================================ study helpers
+# (study 03: every model behind the StochasticClassifier interface, evaluated on the same
+# inputs with the same posterior samples across conditions: common random numbers make the
+# differences between conditions less noisy)
+
+
+def predictive_accuracy(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor,
+                        n_samples: int, *, seed: int = 0, batch_size: int = 256) -> float:
+    """Accuracy of the posterior predictive (argmax of the mean softmax over ``n_samples``)."""
+    probs = clf.sample_probs_batched(x, n_samples, seed=seed, batch_size=batch_size).mean(0)
+    return float((probs.argmax(1) == y.cpu()).float().mean())
+
+
+@torch.no_grad()
+def uncertainty_scores(clf: StochasticClassifier, x: torch.Tensor, n_samples: int, *,
+                       seed: int = 0, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Per-example ``predictive_entropy`` and ``mutual_information`` (numpy, (N,))."""
+    p = clf.sample_probs_batched(x, n_samples, seed=seed, batch_size=batch_size)
+    return {"predictive_entropy": predictive_entropy(p).numpy(),
+            "mutual_information": mutual_information(p).numpy()}
+
+
+def craft_transfer(source: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
+                   *, pgd_steps: int = 10, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """Adversarial examples crafted on the deterministic ``source`` network.
+
+    Args:
+        attack: ``"fgsm"`` or ``"pgd"`` (``studylib.attacks``, L-inf, random start, 1 restart).
+        eps: L-inf radius; pgd_steps: PGD steps (default 10, step 2.5 eps / steps).
+    """
+    from . import attacks
+
+    if attack not in ("fgsm", "pgd"):
+        raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
+    dev = next(iter(source.parameters())).device
+    source.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        if attack == "fgsm":
+            xa = attacks.fgsm(source, xb, yb, eps)
+        else:
+            xa = attacks.pgd(source, xb, yb, eps, steps=pgd_steps, seed=seed + i)
+        out.append(xa.detach().cpu())
+    return torch.cat(out)
+
+
+def transfer_sweep(source: nn.Module, targets: Mapping[str, StochasticClassifier],
+                   x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], *,
+                   attacks: Sequence[str] = ("fgsm", "pgd"), pgd_steps: int = 10,
+                   n_samples: int = 30, seed: int = 0, batch_size: int = 256,
+                   progress: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, float], torch.Tensor]]:
+    """Accuracy of every target on attacks crafted on ``source``, for each attack and eps.
+
+    Returns ``(rows, adversarial)``: rows ``{"attack", "eps", "model", "accuracy"}`` and the
+    crafted inputs ``{(attack, eps): x_adv}``. ``eps = 0`` is the clean input. Every target
+    uses the posterior samples of ``seed`` for every condition.
+    """
+    rows: list[dict[str, Any]] = []
+    adversarial: dict[tuple[str, float], torch.Tensor] = {}
+    grid = [(a, float(e)) for a in attacks for e in eps_grid]
+    it = progress_bar(grid, desc="transfer attacks") if progress else grid
+    for attack, eps in it:
+        xa = x if eps == 0 else craft_transfer(source, x, y, attack, eps, pgd_steps=pgd_steps,
+                                               seed=seed, batch_size=batch_size)
+        adversarial[(attack, eps)] = xa
+        for name, clf in targets.items():
+            rows.append({"attack": attack, "eps": eps, "model": name,
+                         "accuracy": predictive_accuracy(clf, xa, y, n_samples, seed=seed,
+                                                         batch_size=batch_size)})
+    return rows, adversarial
+
+
+def perturbation_sweep(targets: Mapping[str, StochasticClassifier], x: torch.Tensor,
+                       y: torch.Tensor, perturbations: Mapping[str, Sequence[float]] | None = None,
+                       *, n_samples: int = 30, seed: int = 0, batch_size: int = 256,
+                       progress: bool = True) -> list[dict[str, Any]]:
+    """Accuracy of every target under signal-interference perturbations.
+
+    Args:
+        perturbations: ``{name: severities}`` with names of
+            ``studylib.perturbations.SIGNAL_PERTURBATIONS`` (default: all four with their
+            suggested grids).
+
+    Returns rows ``{"perturbation", "severity", "model", "accuracy"}``; random perturbations
+    (noise) are seeded with ``seed``.
+    """
+    from .perturbations import SIGNAL_PERTURBATIONS, apply_signal_perturbation
+
+    if perturbations is None:
+        perturbations = {k: v[1] for k, v in SIGNAL_PERTURBATIONS.items()}
+    grid = [(p, float(s)) for p, sev in perturbations.items() for s in sev]
+    rows: list[dict[str, Any]] = []
+    it = progress_bar(grid, desc="perturbations") if progress else grid
+    clean_cache: dict[str, float] = {}
+    for pert, sev in it:
+        xp = x if sev == 0 else apply_signal_perturbation(pert, x, sev, seed=seed)
+        for name, clf in targets.items():
+            if sev == 0 and name in clean_cache:
+                acc = clean_cache[name]
+            else:
+                acc = predictive_accuracy(clf, xp, y, n_samples, seed=seed,
+                                          batch_size=batch_size)
+                if sev == 0:
+                    clean_cache[name] = acc
+            rows.append({"perturbation": pert, "severity": sev, "model": name, "accuracy": acc})
+    return rows
+
+
+def whitebox_attack(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                    steps: int = 10, eot_samples: int = 10, seed: int = 0,
+                    batch_size: int = 256) -> torch.Tensor:
+    """White-box L-inf attack on ``clf`` itself.
+
+    A :class:`DeterministicClassifier` gets ``studylib.attacks.pgd`` (cross-entropy, random
+    start); a stochastic one gets ``studylib.attacks.eot_pgd`` with the gradient of the
+    expected cross-entropy averaged over ``eot_samples`` fresh posterior samples per step
+    (``clf.sample_forward``, re-seeded with ``seed``).
+    """
+    from . import attacks
+
+    dev = clf.device
+    out = []
+    clf.reseed(seed)
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        if isinstance(clf, DeterministicClassifier):
+            xa = attacks.pgd(clf.net, xb, yb, eps, steps=steps, seed=seed + i)
+        else:
+            xa = attacks.eot_pgd(clf.sample_forward, xb, yb, eps, steps=steps,
+                                 n_samples=eot_samples, seed=seed + i)
+        out.append(xa.detach().cpu())
+    return torch.cat(out)
+
+
+def whitebox_sweep(targets: Mapping[str, StochasticClassifier], x: torch.Tensor,
+                   y: torch.Tensor, eps: float, *, steps: int = 10, eot_samples: int = 10,
+                   n_samples: int = 30, seed: int = 0, batch_size: int = 256,
+                   progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """:func:`whitebox_attack` on every target; accuracy with posterior samples independent
+    of the attack's (seed ``seed + 1``). Returns rows ``{"model", "eps", "accuracy",
+    "attack"}`` (attack ``"pgd"`` or ``"eot_pgd"``) and ``{model: x_adv}``."""
+    rows: list[dict[str, Any]] = []
+    advs: dict[str, torch.Tensor] = {}
+    it = progress_bar(list(targets.items()), desc="white-box") if progress else targets.items()
+    for name, clf in it:
+        xa = whitebox_attack(clf, x, y, eps, steps=steps, eot_samples=eot_samples, seed=seed,
+                             batch_size=batch_size)
+        advs[name] = xa
+        rows.append({"model": name, "eps": float(eps),
+                     "attack": "pgd" if isinstance(clf, DeterministicClassifier) else "eot_pgd",
+                     "accuracy": predictive_accuracy(clf, xa, y, n_samples, seed=seed + 1,
+                                                     batch_size=batch_size)})
+    return rows, advs
+
+
+def detection_auc_over_seeds(clean: Sequence[np.ndarray], attacked: Sequence[np.ndarray], *,
+                             n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+                             ) -> dict[str, Any]:
+    """Mean over seeds of the ROC AUC of a score (attacked = positive), with a CI.
+
+    ``ci95`` is a stratified percentile bootstrap of the mean AUC: each replicate resamples
+    clean and attacked examples within every seed and averages the seeds' AUCs (so it reflects
+    the finite test set, for these trained models); ``per_seed`` lists each seed's AUC.
+    """
+    if len(clean) != len(attacked) or not clean:
+        raise ValueError("clean and attacked must be equally long, non-empty lists (one per seed)")
+    negs = [np.asarray(c, dtype=float).ravel() for c in clean]
+    poss = [np.asarray(a, dtype=float).ravel() for a in attacked]
+    per_seed = [roc_auc(n, p) for n, p in zip(negs, poss, strict=True)]
+    rng = np.random.default_rng(seed)
+    boots = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        boots[b] = np.mean([roc_auc(n[rng.integers(0, n.size, n.size)],
+                                    p[rng.integers(0, p.size, p.size)])
+                            for n, p in zip(negs, poss, strict=True)])
+    a = (1 - ci) / 2
+    return {"auc": float(np.mean(per_seed)),
+            "ci95": [float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))],
+            "per_seed": per_seed, "n_seeds": len(per_seed)}
+
+
+MODEL_NAMES = ("cnn_ref", "cnn_control", "bayes_head", "bayes_full", "mc_dropout")
+
+
+def train_robustness_models(data: Any, seed: int, *, cnn_kwargs: Mapping[str, Any],
+                            train_config: Any, dropout: float = 0.5, prior_scale: float = 1.0,
+                            kl_weight: float = 1.0, vi_epochs: int = 20, vi_lr: float = 1e-2,
+                            vi_init_scale: float = 1e-2, device: str | torch.device = "cpu",
+                            progress: bool = True) -> dict[str, StochasticClassifier]:
+    """The five models of study 03 for one seed, all with the same ``SmallCNN`` architecture.
+
+    - ``cnn_ref``: ``SmallCNN(**cnn_kwargs)`` trained with ``seed`` (the attack source);
+    - ``cnn_control``: the same trained with seed ``seed + 10000`` (plain transfer control);
+    - ``bayes_head``: ``cnn_ref``'s features, frozen, + a Bayesian classifier (re-initialised
+      with ``seed``) fitted by :func:`fit_vi`;
+    - ``bayes_full``: every layer Bayesian (guide means start at a fresh ``seed`` init);
+    - ``mc_dropout``: ``SmallCNN(dropout=dropout)`` trained with ``seed``, dropout kept on.
+
+    Deterministic networks go through ``studylib.training.fit`` and VI through
+    :func:`fit_vi`, both cached. Args: ``cnn_kwargs`` for ``build_model("small_cnn", ...)``
+    (without ``dropout``), ``train_config`` a ``TrainConfig`` (its batch size is also VI's),
+    the VI settings as in :func:`fit_vi`.
+
+    Returns ``{name: StochasticClassifier}`` in :data:`MODEL_NAMES` order; each VI posterior
+    keeps its ``history``.
+    """
+    from .models import build_model
+    from .training import fit
+
+    if not 0 < dropout < 1:
+        raise ValueError(f"dropout must be in (0, 1), got {dropout}")
+    kw = {k: v for k, v in cnn_kwargs.items() if k != "dropout"}
+
+    def cnn(init_seed: int, p: float, desc: str) -> nn.Module:
+        net = build_model("small_cnn", **kw, dropout=p, seed=init_seed)
+        return fit(net, data, train_config, seed=init_seed, device=device, progress=progress,
+                   desc=desc)
+
+    ref = cnn(seed, 0.0, f"cnn_ref s{seed}")
+    control = cnn(seed + 10_000, 0.0, f"cnn_control s{seed}")
+    drop = cnn(seed, float(dropout), f"mc_dropout s{seed}")
+    vi = {"epochs": vi_epochs, "batch_size": train_config.batch_size, "lr": vi_lr,
+          "init_scale": vi_init_scale, "kl_weight": kl_weight, "seed": seed, "device": device,
+          "progress": progress}
+    head = fit_vi(bayesian_head(ref, prior_scale=prior_scale, reinit_seed=seed), data,
+                  desc=f"bayes_head s{seed}", **vi)
+    full = fit_vi(bayesian_cnn(**kw, prior_scale=prior_scale, seed=seed), data,
+                  desc=f"bayes_full s{seed}", **vi)
+    return {"cnn_ref": DeterministicClassifier(ref), "cnn_control": DeterministicClassifier(control),
+            "bayes_head": head, "bayes_full": full, "mc_dropout": MCDropoutPosterior(drop)}
+
+
+def seed_differences(rows: Sequence[Mapping[str, Any]], model_a: str, model_b: str,
+                     keys: Sequence[str], *, value: str = "accuracy",
+                     seed_key: str = "seed") -> list[dict[str, Any]]:
+    """Per condition, the mean over seeds of ``value[model_a] - value[model_b]`` with a
+    Student-t 95% CI (``studylib.results.mean_ci``).
+
+    Args:
+        rows: records holding ``seed_key``, ``"model"``, ``value`` and the condition ``keys``.
+        keys: the fields that define a condition (e.g. ``("attack", "eps")``).
+
+    Returns one dict per condition (sorted): the condition's keys, ``mean``, ``ci95``,
+    ``n_seeds`` and the per-seed ``values``. Seeds lacking either model are skipped.
+    """
+    from .results import mean_ci
+
+    table: dict[tuple, dict[Any, dict[str, float]]] = {}
+    for r in rows:
+        cond = tuple(r[k] for k in keys)
+        table.setdefault(cond, {}).setdefault(r[seed_key], {})[r["model"]] = float(r[value])
+    out = []
+    for cond in sorted(table):
+        diffs = [m[model_a] - m[model_b] for _, m in sorted(table[cond].items())
+                 if model_a in m and model_b in m]
+        mc = mean_ci(diffs)
+        out.append({**dict(zip(keys, cond, strict=True)), "mean": mc["mean"],
+                    "ci95": mc["ci95"], "n_seeds": mc["n"], "values": diffs})
+    return out
