@@ -42,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default",
                    help="smoke (the notebook defaults) or a params/<study>/<profile>.yaml "
                         "(default: default)")
-    p.add_argument("--study", action="append", default=None, metavar="S",
-                   help="study id; repeat for several (default: every study)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter (value parsed as YAML: seeds=[0,1]); repeatable")
+    p.add_argument("--study", action="extend", nargs="+", default=None, metavar="S",
+                   help="study id(s): --study A B or --study A --study B (default: every study)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override parameters (values parsed as YAML: seeds=[0,1]); "
+                        "--set a=1 b=2 or --set a=1 --set b=2")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                    help="device injected into every notebook (default: the profile's or "
                         "notebook's own, normally auto)")

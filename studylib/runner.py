@@ -290,6 +290,8 @@ class Runner:
         render_html: also write ``<study>.html`` with nbconvert (default True).
         progress_bar: Papermill's per-cell progress bar; default: on when stderr is a terminal.
         execution_timeout: seconds allowed per cell (default None: no limit).
+        start_timeout: seconds a kernel may take to start (default 300; Papermill's own 60 s
+            is too short on a loaded machine, where kernels start slowly).
         log: a text stream for progress lines; ``"stderr"`` (default): ``sys.stderr`` as it
             is when a line is written; ``None`` silences them.
     """
@@ -299,7 +301,8 @@ class Runner:
                  output_root: str | os.PathLike | None = None,
                  cwd: str | os.PathLike | None = None, kernel_name: str = "python3",
                  render_html: bool = True, progress_bar: bool | None = None,
-                 execution_timeout: int | None = None, log: Any = "stderr") -> None:
+                 execution_timeout: int | None = None, start_timeout: int = 300,
+                 log: Any = "stderr") -> None:
         self.notebooks_dir = paths.resolve(notebooks_dir or paths.NOTEBOOKS_DIR)
         self.params_dir = paths.resolve(params_dir or paths.PARAMS_DIR)
         self.output_root = paths.resolve(output_root or paths.OUTPUTS_DIR)
@@ -308,6 +311,7 @@ class Runner:
         self.render_html = render_html
         self.progress_bar = progress_bar
         self.execution_timeout = execution_timeout
+        self.start_timeout = start_timeout
         self.log = log
         self._param_cache: dict[str, dict[str, Parameter]] = {}
 
@@ -527,7 +531,7 @@ class Runner:
             papermill.execute_notebook(
                 str(plan.notebook), str(tmp_nb), parameters=plan.parameters,
                 kernel_name=self.kernel_name, progress_bar=progress, log_output=False,
-                execution_timeout=self.execution_timeout,
+                execution_timeout=self.execution_timeout, start_timeout=self.start_timeout,
                 # the kernel's cwd, given to nbclient directly: papermill's own ``cwd`` does
                 # a process-wide chdir, which races when points run in threads (sweeps).
                 resources={"metadata": {"path": str(self.cwd)}})

@@ -138,8 +138,9 @@ def test_dask_sweep_retries_records_failures_and_resumes(tmp_path, capsys):
     run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
                     render_html=False, log=None)
     by_scale = {r.overrides["scale"]: r for r in run.results}
-    assert [r.status for r in run.results] == ["ok", "ok", "ok", "failed"]
-    assert [r.attempts for r in run.results] == [1, 1, 2, 2]
+    errors = [r.error for r in run.results]
+    assert [r.status for r in run.results] == ["ok", "ok", "ok", "failed"], errors
+    assert [r.attempts for r in run.results] == [1, 1, 2, 2], errors
     assert marker.exists()
     assert by_scale[3.0].error == "RuntimeError: fixture asked to fail"
     assert (by_scale[0.4].n_reproduced, by_scale[2.0].n_reproduced) == (0, 1)
