@@ -936,3 +936,376 @@ def rank_agreement_per_seed(df_a, df_b, *, value_a: str, value_b: str,
         common = a.index.intersection(b.index)
         out[int(seed)] = fn(a.loc[common].to_numpy(), b.loc[common].to_numpy())
     return out
+
+
+# ============================================================================ claims
+# Each function turns the tables above into (verdict, evidence) for one claim of the study.
+# Evidence always holds the per-seed values, their mean, a 95% t-interval over seeds (``ci95``)
+# and ``n_seeds``; verdicts come from studylib.results' CI-vs-threshold helpers.
+
+
+def _seed_stats(per_seed: Mapping[int, float]) -> dict[str, Any]:
+    from .results import mean_ci
+
+    vals = [float(v) for _, v in sorted(per_seed.items())]
+    mc = mean_ci(vals)
+    return {"per_seed": vals, "mean": mc["mean"], "ci95": mc["ci95"], "n_seeds": len(vals)}
+
+
+def claim_margin_crossing(summary, *, regime: str = "natural", threshold: float = 3.0):
+    """``margin_crossing_adversarial_vs_random``: for models of ``regime`` the per-model median
+    ratio (random / adversarial crossing step, from :func:`crossing_ratio_summary`) is >=
+    ``threshold``. Per architecture: the ratio per seed, its t-interval; the verdict needs every
+    architecture's whole interval >= threshold (:func:`studylib.results.combine_verdicts`)."""
+    from .results import combine_verdicts, verdict_at_least
+
+    sub = summary[summary.regime == regime]
+    if sub.empty:
+        raise ValueError(f"no models of regime {regime!r} in the crossing summary")
+    evidence: dict[str, Any] = {"threshold": threshold, "by_arch": {}}
+    verdicts = []
+    for arch, g in sub.groupby("arch", sort=False):
+        st = _seed_stats(dict(zip(g.seed, g.ratio_median, strict=True)))
+        st["rand_censored_fraction"] = float(g.rand_censored.mean())
+        evidence["by_arch"][arch] = st
+        verdicts.append(verdict_at_least(st["ci95"], threshold))
+    pooled = _seed_stats(sub.groupby("seed").ratio_median.min().to_dict())
+    evidence.update({"min_over_arch_mean": pooled["mean"], "ci95": pooled["ci95"],
+                     "n_seeds": pooled["n_seeds"]})
+    return combine_verdicts(verdicts), evidence
+
+
+def claim_robust_widens_margin(summary, *, natural: str = "natural",
+                               robust: Sequence[str] = ("pgd_small", "pgd_large")):
+    """``robust_training_widens_margin``: for each architecture and robust regime, the ratio
+    (median d_adv crossing step of the robust model) / (that of the natural model of the same
+    architecture and seed) is > 1; the verdict needs every pair's interval above 1."""
+    from .results import combine_verdicts, verdict_greater
+
+    evidence: dict[str, Any] = {"threshold": 1.0, "pairs": {}}
+    verdicts = []
+    per_seed_min: dict[int, float] = {}
+    for arch in summary.arch.unique():
+        nat = summary[(summary.arch == arch) & (summary.regime == natural)].set_index("seed")
+        for reg in robust:
+            rob = summary[(summary.arch == arch) & (summary.regime == reg)].set_index("seed")
+            seeds = sorted(set(nat.index) & set(rob.index))
+            if not seeds:
+                continue
+            ratio = {s: float(rob.adv_median[s] / nat.adv_median[s]) for s in seeds}
+            st = _seed_stats(ratio)
+            st["natural_median_step"] = float(nat.adv_median[seeds].mean())
+            st["robust_median_step"] = float(rob.adv_median[seeds].mean())
+            evidence["pairs"][f"{arch}/{reg}"] = st
+            verdicts.append(verdict_greater(st["ci95"], 1.0))
+            for s, r in ratio.items():
+                per_seed_min[s] = min(per_seed_min.get(s, math.inf), r)
+    if not verdicts:
+        raise ValueError("no (natural, robust) pairs found in the crossing summary")
+    pooled = _seed_stats(per_seed_min)
+    evidence.update({"min_ratio_mean": pooled["mean"], "ci95": pooled["ci95"],
+                     "n_seeds": pooled["n_seeds"]})
+    return combine_verdicts(verdicts), evidence
+
+
+def claim_metric_tracks_accuracy(psi_scores, acc_scores, *, threshold: float = -0.8):
+    """``metric_tracks_adversarial_accuracy``: per seed, Spearman rho across the models between
+    psi (column ``score``) and PGD accuracy (column ``accuracy``); interval <= threshold."""
+    from .results import verdict_at_most
+
+    rho = rank_agreement_per_seed(psi_scores, acc_scores, value_a="score", value_b="accuracy")
+    st = _seed_stats(rho)
+    st["threshold"] = threshold
+    return verdict_at_most(st["ci95"], threshold), st
+
+
+def claim_metric_stable(psi_settings, acc_settings, *, threshold: float = 0.8):
+    """``metric_stable_across_settings``: per seed, the mean pairwise Kendall tau of the psi
+    ranking across metric settings (eps, restarts, n_points) is >= threshold, and the
+    difference (psi tau - accuracy tau across attack settings) is >= 0."""
+    from .results import combine_verdicts, verdict_at_least
+
+    tau_psi = ranking_stability_per_seed(psi_settings, setting_cols=["eps", "restarts",
+                                                                     "n_points"],
+                                         value_col="score")
+    tau_acc = ranking_stability_per_seed(acc_settings, setting_cols=["attack", "eps", "steps"],
+                                         value_col="accuracy")
+    sp, sa = _seed_stats(tau_psi), _seed_stats(tau_acc)
+    diff = _seed_stats({s: tau_psi[s] - tau_acc[s] for s in tau_psi if s in tau_acc})
+    evidence = {"tau_psi_mean": sp["mean"], "ci95": sp["ci95"], "n_seeds": sp["n_seeds"],
+                "tau_psi_per_seed": sp["per_seed"], "tau_accuracy_mean": sa["mean"],
+                "tau_accuracy_ci95": sa["ci95"], "tau_accuracy_per_seed": sa["per_seed"],
+                "tau_difference_mean": diff["mean"], "tau_difference_ci95": diff["ci95"],
+                "threshold": threshold,
+                "n_psi_settings": int(psi_settings[["eps", "restarts", "n_points"]]
+                                      .drop_duplicates().shape[0]),
+                "n_accuracy_settings": int(acc_settings[["attack", "eps", "steps"]]
+                                           .drop_duplicates().shape[0])}
+    verdict = combine_verdicts([verdict_at_least(sp["ci95"], threshold),
+                                verdict_at_least(diff["ci95"], 0.0)])
+    return verdict, evidence
+
+
+def claim_metric_cheaper(psi_subset, psi_full, subset_seconds: Mapping[int, float],
+                         grid_seconds: Mapping[int, float], *, threshold: float = 0.8):
+    """``metric_cheaper_than_adversarial_testing``: per seed, Kendall tau between the models'
+    psi on the subset and on the full test set (>= threshold) and the wall-time ratio
+    (psi on the subset, all models) / (adversarial accuracy grid, all models) (< 1)."""
+    from .results import combine_verdicts, verdict_at_least, verdict_less
+
+    tau = rank_agreement_per_seed(psi_subset, psi_full, value_a="score", value_b="score",
+                                  method="kendall")
+    st = _seed_stats(tau)
+    ratio = _seed_stats({s: subset_seconds[s] / grid_seconds[s] for s in subset_seconds})
+    evidence = {"tau_mean": st["mean"], "ci95": st["ci95"], "n_seeds": st["n_seeds"],
+                "tau_per_seed": st["per_seed"], "threshold": threshold,
+                "time_ratio_mean": ratio["mean"], "time_ratio_ci95": ratio["ci95"],
+                "psi_subset_seconds": [float(subset_seconds[s]) for s in sorted(subset_seconds)],
+                "accuracy_grid_seconds": [float(grid_seconds[s]) for s in sorted(grid_seconds)]}
+    verdict = combine_verdicts([verdict_at_least(st["ci95"], threshold),
+                                verdict_less(ratio["ci95"], 1.0)])
+    return verdict, evidence
+
+
+def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: torch.Tensor, *,
+                    eps: float, c: float = 10.0, layers: Sequence[int] = (0,),
+                    psi_steps: int = 10, radius: float = 1.0, n_samples: int = 10,
+                    seed: int = 0, progress: bool = True):
+    """psi and weight sharpness of every model before and after :func:`rescale_relu_layer`
+    (``c``, each layer of ``layers`` that the model has). The psi search uses the same seed on
+    both, the sharpness the same weight perturbations. Returns a DataFrame (arch, regime, seed,
+    layer, psi, psi_rescaled, psi_rel_change, sharpness, sharpness_rescaled, sharpness_factor,
+    max_logit_diff); ``sharpness_factor = max(s'/s, s/s')`` (NaN unless both are > 0)."""
+    import pandas as pd
+
+    from .runtime import progress as progress_bar
+
+    rows = []
+    items = list(models.items())
+    for key, model in (progress_bar(items, desc="rescaling") if progress else items):
+        psi0 = float(psi_per_point(model, x, eps, steps=psi_steps, seed=seed).double().mean())
+        s0 = weight_sharpness(model, x, y, radius=radius, n_samples=n_samples, seed=seed)
+        n_layers = len(parametric_layers(model))
+        for layer in layers:
+            if layer >= n_layers - 1:
+                continue
+            r = rescale_relu_layer(model, c=c, layer=layer)
+            psi1 = float(psi_per_point(r, x, eps, steps=psi_steps, seed=seed).double().mean())
+            s1 = weight_sharpness(r, x, y, radius=radius, n_samples=n_samples, seed=seed)
+            fac = max(s1 / s0, s0 / s1) if (s0 > 0 and s1 > 0) else math.nan
+            rows.append({**_key_cols(key), "layer": int(layer), "psi": psi0,
+                         "psi_rescaled": psi1,
+                         "psi_rel_change": abs(psi1 - psi0) / max(abs(psi0), 1e-12),
+                         "sharpness": s0, "sharpness_rescaled": s1, "sharpness_factor": fac,
+                         "max_logit_diff": max_output_difference(model, r, x)})
+    return pd.DataFrame(rows)
+
+
+def claim_reparameterization(table, *, layer: int = 0, psi_tolerance: float = 0.01,
+                             sharpness_factor: float = 2.0):
+    """``metric_invariant_to_reparameterization``: with ``layer`` rescaled, per seed the largest
+    relative psi change over the models is <= ``psi_tolerance``, and -- per architecture --
+    the median over its models of the sharpness change factor is > ``sharpness_factor``.
+    Every part must hold (:func:`studylib.results.combine_verdicts`). Other layers in
+    ``table`` are reported, not judged."""
+    from .results import combine_verdicts, verdict_at_most, verdict_greater
+
+    t = table[table.layer == layer]
+    if t.empty:
+        raise ValueError(f"no rows for layer {layer} in the rescaling table")
+    psi = _seed_stats(t.groupby("seed").psi_rel_change.max().to_dict())
+    evidence: dict[str, Any] = {"psi_max_rel_change_mean": psi["mean"], "ci95": psi["ci95"],
+                                "n_seeds": psi["n_seeds"],
+                                "psi_max_rel_change_per_seed": psi["per_seed"],
+                                "psi_tolerance": psi_tolerance, "layer": layer,
+                                "sharpness_threshold": sharpness_factor,
+                                "sharpness_factor_by_arch": {}, "other_layers": {}}
+    verdicts = [verdict_at_most(psi["ci95"], psi_tolerance)]
+    for arch, g in t.groupby("arch", sort=False):
+        st = _seed_stats(g.groupby("seed").sharpness_factor.median().to_dict())
+        evidence["sharpness_factor_by_arch"][arch] = st
+        verdicts.append(verdict_greater(st["ci95"], sharpness_factor))
+    for (arch, lay), g in table[table.layer != layer].groupby(["arch", "layer"], sort=False):
+        evidence["other_layers"][f"{arch}/layer{lay}"] = {
+            "sharpness_factor_median": float(g.sharpness_factor.median()),
+            "psi_max_rel_change": float(g.psi_rel_change.max())}
+    return combine_verdicts(verdicts), evidence
+
+
+def gradient_masking_report(control: nn.Module, reference: nn.Module, x: torch.Tensor,
+                            y: torch.Tensor, *, eps: float, steps: int = 20,
+                            psi_steps: int = 10, seed: int = 0) -> dict[str, float]:
+    """The gradient-masking control: for the ``control`` model (e.g. trained at a large softmax
+    temperature, evaluated at T = 1) and a ``reference`` model of the same architecture
+    (natural training): clean accuracy, psi, white-box PGD accuracy with the cross-entropy and
+    with the margin objective, accuracy under PGD transferred from ``reference``, the fraction
+    of points whose input gradient of the cross-entropy is exactly 0, and the largest logit."""
+    from . import attacks
+
+    out: dict[str, float] = {}
+    for name, m in (("control", control), ("reference", reference)):
+        logits = _batched_quantity_logits(m, x)
+        out[f"{name}_clean_accuracy"] = float((logits.argmax(1) == y).float().mean())
+        out[f"{name}_max_abs_logit"] = float(logits.abs().max())
+        out[f"{name}_psi"] = float(psi_per_point(m, x, eps, steps=psi_steps, seed=seed)
+                                   .double().mean())
+        out[f"{name}_pgd_ce_accuracy"] = adversarial_accuracy(m, x, y, attack="pgd", eps=eps,
+                                                              steps=steps, seed=seed)
+        dev = _device_of(m)
+        xa = attacks.pgd(m, x.to(dev), y.to(dev), eps, steps=steps, seed=seed,
+                         objective="margin")
+        with torch.no_grad():
+            out[f"{name}_pgd_margin_accuracy"] = float((m(xa).argmax(1).cpu() == y)
+                                                       .float().mean())
+        d = adversarial_direction(m, x, y)
+        out[f"{name}_zero_gradient_fraction"] = float((d.flatten(1).abs().sum(1) == 0)
+                                                      .float().mean())
+    out["control_transfer_accuracy"] = transfer_accuracy(reference, control, x, y, eps=eps,
+                                                         steps=steps, seed=seed)
+    return out
+
+
+# ============================================================================ figures
+
+
+def cut_curves(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: Sequence[float], *,
+               n_random: int = 1, seed: int = 0, clip: bool = False) -> dict[str, np.ndarray]:
+    """Margin and loss along ``d_adv`` and ``n_random`` random sign directions for every point.
+
+    Returns ``{"margin_adv": (N, S), "margin_rand": (N * n_random, S), "loss_adv": ...,
+    "loss_rand": ...}`` as numpy arrays (rows = point x direction, columns = ``steps``)."""
+    d_adv = adversarial_direction(model, x, y)
+    out: dict[str, list] = {k: [] for k in ("margin_adv", "margin_rand", "loss_adv",
+                                            "loss_rand")}
+    dirs = [("adv", d_adv)] + [("rand", random_sign_directions(x.shape, seed=seed * 1000 + k))
+                               for k in range(n_random)]
+    for kind, d in dirs:
+        for q in QUANTITIES:
+            out[f"{q}_{kind}"].append(line_cut(model, x, y, d, steps, quantity=q,
+                                               clip=clip).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def plot_cut_curves(curves: Mapping[str, Mapping[str, np.ndarray]], steps: Sequence[float]):
+    """Figure: rows margin / loss, one column per model label of ``curves`` (each from
+    :func:`cut_curves`); median over points with the inter-quartile band, adversarial vs
+    random direction; the decision boundary D = 0 dashed."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import palette
+
+    steps = np.asarray(steps, float)
+    cols = list(curves)
+    fig, axes = plt.subplots(2, len(cols), figsize=(3.4 * len(cols), 5.6), sharex=True,
+                             squeeze=False)
+    colors = palette(2)
+    for j, label in enumerate(cols):
+        for i, q in enumerate(QUANTITIES):
+            ax = axes[i, j]
+            for c, kind, name in ((colors[0], "adv", "d_adv"), (colors[1], "rand", "d_rand")):
+                v = curves[label][f"{q}_{kind}"]
+                lo, med, hi = np.quantile(v, [0.25, 0.5, 0.75], axis=0)
+                ax.plot(steps, med, color=c, label=name)
+                ax.fill_between(steps, lo, hi, color=c, alpha=0.2)
+            if q == "margin":
+                ax.axhline(0, color="k", ls="--", lw=0.8)
+                ax.set_title(label)
+            ax.set_ylabel("margin D" if q == "margin" else "cross-entropy")
+            if i == 1:
+                ax.set_xlabel("step a along direction")
+    axes[0, 0].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_surfaces(surfaces: Mapping[str, np.ndarray], alphas: Sequence[float],
+                  betas: Sequence[float], *, quantity: str = "margin"):
+    """Figure: one heat map per label of ``surfaces`` (each ``(len(alphas), len(betas))``),
+    x axis ``a`` along d_adv, y axis ``b`` along d_rand, the decision boundary D = 0 (for the
+    margin) drawn as a black contour."""
+    import matplotlib.pyplot as plt
+
+    labels = list(surfaces)
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.3), squeeze=False)
+    a, b = np.asarray(alphas, float), np.asarray(betas, float)
+    lim = max(float(np.abs(s).max()) for s in surfaces.values())
+    for ax, label in zip(axes[0], labels, strict=True):
+        s = np.asarray(surfaces[label]).T  # rows = b, columns = a
+        im = ax.pcolormesh(a, b, s, cmap="RdBu", vmin=-lim if quantity == "margin" else None,
+                           vmax=lim if quantity == "margin" else None, shading="auto")
+        if quantity == "margin" and s.min() < 0 < s.max():
+            ax.contour(a, b, s, levels=[0.0], colors="k", linewidths=1.2)
+        ax.set_title(label)
+        ax.set_xlabel("a (adversarial direction)")
+        ax.set_ylabel("b (random direction)")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_psi_vs_accuracy(psi_scores, acc_scores, *, title: str = ""):
+    """Figure: psi (log scale) against PGD accuracy, one point per model and seed, colour =
+    regime, marker = architecture."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = psi_scores.merge(acc_scores, on=["arch", "regime", "seed"])
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    sns.scatterplot(data=df, x="accuracy", y="score", hue="regime", style="arch", s=60, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("PGD accuracy")
+    ax.set_ylabel("psi (mean max KL; lower = more robust)")
+    ax.set_title(title)
+    ax.legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_ranking_stability(psi_settings, acc_settings, *, seed: int):
+    """Figure: the rank of each model (1 = most robust) under every psi setting (left) and
+    every adversarial-accuracy setting (right), for one seed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, df, cols, col, asc, name in (
+            (axes[0], psi_settings, ["eps", "restarts", "n_points"], "score", True, "psi"),
+            (axes[1], acc_settings, ["attack", "eps", "steps"], "accuracy", False,
+             "adversarial accuracy")):
+        g = df[df.seed == seed].copy()
+        g["model"] = g.arch + "/" + g.regime
+        g["setting"] = g[cols].astype(str).agg(" ".join, axis=1)
+        wide = g.pivot_table(index="setting", columns="model", values=col, aggfunc="mean")
+        order = list(dict.fromkeys(g["setting"]))
+        ranks = wide.loc[order].rank(axis=1, ascending=asc, method="average")
+        for m in ranks.columns:
+            ax.plot(range(len(order)), ranks[m].to_numpy(), marker="o", ms=3, label=m)
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=70, fontsize="x-small")
+        ax.set_title(f"ranking by {name} (seed {seed})")
+        ax.invert_yaxis()
+    axes[0].set_ylabel("rank (1 = most robust)")
+    axes[1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_crossing_steps(crossings, *, max_step: float):
+    """Figure: distribution of margin-crossing steps (censored at ``max_step``) along d_adv and
+    random directions, per architecture and regime."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = crossings.copy()
+    df["step"] = np.minimum(df["step"].to_numpy(), max_step)
+    archs = list(df.arch.unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.6 * len(archs), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        sns.boxplot(data=df[df.arch == arch], x="regime", y="step", hue="direction", ax=ax,
+                    fliersize=1)
+        ax.set_yscale("log")
+        ax.set_title(arch)
+        ax.set_ylabel("step where margin reaches 0")
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return fig

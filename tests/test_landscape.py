@@ -327,3 +327,122 @@ def test_ranking_stability_and_agreement_per_seed():
     b = df[df.setting == "b"]
     ag = L.rank_agreement_per_seed(a, b, value_a="score", value_b="score")
     assert ag == {0: pytest.approx(1.0), 1: pytest.approx(-1.0)}
+
+
+# ----------------------------------------------------------------------------- psi (attacks)
+
+
+def test_psi_of_linear_model_matches_closed_form():
+    # two classes, logits (z0, z1): the softmax depends on s = z1 - z0 only, and KL(p(s) || p(s'))
+    # is convex in s' with its minimum at s' = s, so over the eps-ball (interior points) the
+    # maximum sits at s' = s +- eps * ||w1 - w0||_1.
+    d, eps = 8, 0.05
+    m = linear_model(d=d, seed=2)
+    w, b = m[1].weight.detach(), m[1].bias.detach()
+    g = w[1] - w[0]
+    x = eps + (1 - 2 * eps) * torch.rand(40, d, generator=torch.Generator().manual_seed(0))
+    s = x @ g + b[1] - b[0]
+    t = eps * g.abs().sum()
+
+    def kl(s0, s1):
+        z0 = torch.stack([torch.zeros_like(s0), s0], 1)
+        z1 = torch.stack([torch.zeros_like(s1), s1], 1)
+        return L.kl_from_logits(z0, z1)
+
+    up, down = kl(s, s + t), kl(s, s - t)
+    want = torch.maximum(up, down)
+    # both ends are local maxima: one restart reaches the end on the side of its random start
+    one = L.psi_per_point(m, x, eps, steps=30, restarts=1, seed=0)
+    assert torch.all(torch.isclose(one, up, rtol=1e-3) | torch.isclose(one, down, rtol=1e-3))
+    # with 10 restarts each point misses the global maximum with probability ~2^-10
+    got = L.psi_per_point(m, x, eps, steps=30, restarts=10, seed=0)
+    assert torch.all(got <= want + 1e-5)
+    assert float(torch.isclose(got, want, rtol=1e-3).float().mean()) >= 0.95
+    res = L.psi_score(m, x, eps, steps=30, restarts=10, seed=0, n_boot=500)
+    assert res.ci95[0] <= res.mean <= res.ci95[1]
+    assert res.mean == pytest.approx(float(got.double().mean()), rel=1e-6)
+
+
+def test_psi_is_unchanged_by_function_preserving_rescaling_and_grows_with_eps():
+    model = small_cnn(seed=3)
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    p = L.psi_per_point(model, x, 0.05, steps=5, seed=0)
+    q = L.psi_per_point(L.rescale_relu_layer(model, 10.0), x, 0.05, steps=5, seed=0)
+    assert torch.allclose(p, q, rtol=1e-3, atol=1e-7)
+    big = L.psi_per_point(model, x, 0.2, steps=5, seed=0)
+    assert float(big.mean()) > float(p.mean())
+    with pytest.raises(ValueError, match="eps"):
+        L.psi_per_point(model, x, 0.0)
+
+
+def test_adversarial_training_losses_on_a_linear_model():
+    # for a two-class linear model FGSM and PGD both find x + eps sign(w_o - w_y) (interior x,
+    # margin large enough that no point flips, so PGD's success bonus never applies)
+    m = linear_model(d=6, seed=4)
+    w, b = m[1].weight.detach(), m[1].bias.detach()
+    eps = 0.02
+    x = eps + (1 - 2 * eps) * torch.rand(200, 6, generator=torch.Generator().manual_seed(3))
+    margin = x @ (w[0] - w[1]) + b[0] - b[1]
+    keep = margin.abs() > eps * (w[0] - w[1]).abs().sum() + 1e-3
+    x, y = x[keep], (margin[keep] < 0).long()
+    worst = x + eps * (w[1 - y] - w[y]).sign()
+    ce = torch.nn.functional.cross_entropy
+    m.train()
+    fg = L.make_regime("fgsm_at", eps=eps).loss_fn(m, x, y)
+    assert torch.allclose(fg, 0.5 * ce(m(x), y) + 0.5 * ce(m(worst), y), atol=1e-6)
+    assert m.training  # the attack ran in eval mode and restored the mode
+    torch.manual_seed(0)
+    pg = L.make_regime("pgd_at", eps=eps, steps=10).loss_fn(m, x, y)
+    assert torch.allclose(pg, ce(m(worst), y), atol=1e-5)
+    pg.backward()
+    assert m[1].weight.grad is not None
+
+
+# ----------------------------------------------------------------------------- claim helpers
+
+
+def _crossings(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"arch": a, "regime": r, "seed": s, "point": p, "direction": d,
+                          "k": k, "step": st} for a, r, s, p, d, k, st in rows])
+
+
+def test_crossing_ratio_summary_by_hand():
+    inf = math.inf
+    df = _crossings([("a", "nat", 0, 0, "adv", 0, 0.1), ("a", "nat", 0, 0, "rand", 0, 0.5),
+                     ("a", "nat", 0, 0, "rand", 1, inf), ("a", "nat", 0, 1, "adv", 0, 0.2),
+                     ("a", "nat", 0, 1, "rand", 0, 0.4), ("a", "nat", 0, 1, "rand", 1, 0.6)])
+    s = L.crossing_ratio_summary(df, max_step=1.0).iloc[0]
+    # point 0: median(0.5, 1.0 [censored]) / 0.1 = 7.5; point 1: 0.5 / 0.2 = 2.5
+    assert s.ratio_median == pytest.approx(5.0)
+    assert s.adv_median == pytest.approx(0.15)
+    assert s.rand_censored == pytest.approx(0.25)
+
+
+def _summary(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"arch": a, "regime": r, "seed": s, "adv_median": adv,
+                          "ratio_median": ratio, "rand_censored": 0.0}
+                         for a, r, s, adv, ratio in rows])
+
+
+def test_claim_helpers_compute_verdicts_from_numbers():
+    rows = []
+    for seed in range(3):
+        rows += [("cnn", "natural", seed, 0.10 + 0.01 * seed, 10 + seed),
+                 ("cnn", "pgd", seed, 0.20 + 0.01 * seed, 5.0),
+                 ("mlp", "natural", seed, 0.05, 2.0 + 0.1 * seed),
+                 ("mlp", "pgd", seed, 0.04 + 0.001 * seed, 4.0)]
+    summ = _summary(rows)
+    v, ev = L.claim_margin_crossing(summ, regime="natural", threshold=3.0)
+    assert v == "not reproduced"  # the mlp's ratios (2.0-2.2) are all below 3
+    assert ev["by_arch"]["cnn"]["mean"] == pytest.approx(11.0)
+    v, _ = L.claim_margin_crossing(summ[summ.arch == "cnn"], regime="natural")
+    assert v == "reproduced"
+    v, ev = L.claim_robust_widens_margin(summ, natural="natural", robust=["pgd"])
+    assert v == "not reproduced"  # the mlp's pgd crosses earlier
+    v, ev = L.claim_robust_widens_margin(summ[summ.arch == "cnn"], natural="natural",
+                                         robust=["pgd"])
+    assert v == "reproduced" and ev["n_seeds"] == 3
