@@ -704,17 +704,23 @@ class _Paired(nn.Module):
         return self.nets.paired_logits(x)
 
 
+PGD_OBJECTIVES = ("softmax", "ce")
+
+
 def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: float, *,
                     attack: str = "pgd", steps: int = 20, step_size: float | None = None,
-                    restarts: int = 1, seed: int = 0, clip: tuple[float, float] = (0.0, 1.0)
-                    ) -> Outcomes:
+                    restarts: int = 1, seed: int = 0, clip: tuple[float, float] = (0.0, 1.0),
+                    pgd_objectives: Sequence[str] = PGD_OBJECTIVES) -> Outcomes:
     """Search ``T`` for a softmax change ``> delta_out`` in each sampled network.
 
     - ``"fgsm"``: one signed-gradient step of the cross-entropy at the network's own prediction
       at ``x*`` (as the authors' FGSM property check does); ``studylib.attacks.fgsm``.
-    - ``"pgd"``: projected gradient ascent of the objective itself,
-      ``||softmax(x) - softmax(x*)||_2``, from a random start in ``T`` (its gradient vanishes at
-      ``x*``); ``studylib.attacks.projected_gradient_ascent``.
+    - ``"pgd"``: projected gradient ascent (``studylib.attacks.projected_gradient_ascent``,
+      random start in ``T``, ``steps`` signed steps, ``restarts``) of each objective in
+      ``pgd_objectives``, keeping per network the point of largest softmax change:
+      ``"softmax"`` ascends ``||softmax(x) - softmax(x*)||_2`` itself (its gradient vanishes
+      where the softmax saturates), ``"ce"`` ascends the cross-entropy at the network's own
+      prediction (the authors' PGD). Default both.
 
     A found point is a real adversarial example, so the outcome is a *lower* bound on the
     per-network truth and its mean a lower bound on ``p`` (up to sampling error).
@@ -722,33 +728,45 @@ def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_ou
     Args:
         nets: the sampled networks; x_star: one input ``(*input_shape)``; eps: L-inf radius;
         delta_out: output threshold; attack: ``"fgsm"`` or ``"pgd"``; steps, step_size
-        (default ``2.5 eps / steps``), restarts, seed: PGD settings; clip: input domain.
+        (default ``2.5 eps / steps``), restarts, seed: PGD settings; clip: input domain;
+        pgd_objectives: subset of ``("softmax", "ce")``.
     """
     from . import attacks
 
     if attack not in _ATTACKS:
         raise ValueError(f"attack must be one of {_ATTACKS}, got {attack!r}")
+    bad = sorted(set(pgd_objectives) - set(PGD_OBJECTIVES)) if attack == "pgd" else []
+    if bad or (attack == "pgd" and not pgd_objectives):
+        raise ValueError(f"pgd_objectives must be a non-empty subset of {PGD_OBJECTIVES}")
     s = len(nets)
     x0 = x_star.unsqueeze(0).expand(s, *x_star.shape).contiguous()
     with torch.no_grad():
         logits_star = nets.paired_logits(x0)
         probs_star = torch.softmax(logits_star, -1)
+    y_star = logits_star.argmax(-1)
     if eps == 0:
         div = torch.zeros(s)
         return Outcomes(div > delta_out, div, attack)
     if attack == "fgsm":
-        x_adv = attacks.fgsm(_Paired(nets), x0, logits_star.argmax(-1), eps)
+        candidates = [attacks.fgsm(_Paired(nets), x0, y_star, eps, clip=clip)]
     else:
-        def objective(x: torch.Tensor) -> torch.Tensor:
+        def softmax_objective(x: torch.Tensor) -> torch.Tensor:
             return softmax_divergence(nets, x, probs_star)
 
-        x_adv = attacks.projected_gradient_ascent(
-            objective, x0, eps, steps=steps,
+        def ce_objective(x: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(nets.paired_logits(x), y_star, reduction="none")
+
+        objectives = {"softmax": softmax_objective, "ce": ce_objective}
+        candidates = [attacks.projected_gradient_ascent(
+            objectives[name], x0, eps, steps=steps,
             step_size=step_size if step_size is not None else 2.5 * eps / steps,
-            restarts=restarts, random_start=True, seed=seed)
-    x_adv = torch.max(torch.min(x_adv.detach(), x0 + eps), x0 - eps).clamp(*clip)
+            restarts=restarts, random_start=True, seed=seed + 7919 * k, clip=clip)
+            for k, name in enumerate(pgd_objectives)]
+    div = torch.full((s,), -1.0)
     with torch.no_grad():
-        div = softmax_divergence(nets, x_adv, probs_star)
+        for x_adv in candidates:
+            x_adv = torch.max(torch.min(x_adv.detach(), x0 + eps), x0 - eps).clamp(*clip)
+            div = torch.maximum(div, softmax_divergence(nets, x_adv, probs_star))
     return Outcomes(div > delta_out, div, attack)
 
 
@@ -881,3 +899,472 @@ def network_set_from_posterior(posterior: Any, n_samples: int | None = None, *, 
             raise ValueError("n_samples is required for MC dropout")
         return network_set_from_dropout(net, int(n_samples), seed=seed)
     raise ValueError(f"unsupported posterior type {type(posterior).__name__}")
+
+
+# ============================================================================ experiment helpers
+
+OUTCOME_METHODS = ("fgsm", "pgd", "ibp")
+
+
+def robustness_grid(nets: NetworkSet, points: torch.Tensor, eps_grid: Sequence[float],
+                    delta_out: float, *, err: float, conf: float,
+                    outcome_methods: Sequence[str] = OUTCOME_METHODS, alpha: float | None = None,
+                    pgd_steps: int = 20, pgd_restarts: int = 1, seed: int = 0,
+                    progress: bool = True, desc: str | None = None) -> list[dict[str, Any]]:
+    """Estimate ``p`` at every (test point, eps, outcome method) from the first ``N_CH`` networks.
+
+    The same ``N_CH`` sampled networks serve every cell (common random numbers), so cells differ
+    only through ``eps`` and the outcome method. Each cell reports the Chernoff estimate (all
+    ``N_CH`` networks) and the sequential estimate (the prefix where the Massart rule stops).
+
+    Args:
+        nets: at least ``N_CH = chernoff_sample_size(err, conf)`` sampled networks, in sampling
+            order.
+        points: test inputs ``(P, *input_shape)``; eps_grid: L-inf radii; delta_out: threshold.
+        err, conf, alpha: the guarantee and the sequential scheme's Clopper-Pearson level.
+        outcome_methods: subset of ``("fgsm", "pgd", "ibp")``.
+        pgd_steps, pgd_restarts, seed: PGD settings (seed offset by point and eps index).
+        progress, desc: progress bar over cells.
+
+    Returns:
+        one dict per cell: ``point, eps, outcome, p_hat, n_used`` (Chernoff), ``p_hat_seq,
+        n_seq`` (sequential), ``n_chernoff``, ``mean_divergence``.
+    """
+    from .runtime import progress as progress_bar
+
+    bad = sorted(set(outcome_methods) - set(OUTCOME_METHODS))
+    if bad:
+        raise ValueError(f"unknown outcome method(s) {bad}; valid: {OUTCOME_METHODS}")
+    n_ch = chernoff_sample_size(err, conf)
+    if len(nets) < n_ch:
+        raise ValueError(f"{len(nets)} networks but the guarantee (err={err}, conf={conf}) "
+                         f"needs {n_ch}")
+    sub = nets.subset(slice(0, n_ch))
+    cells = [(i, j, m) for i in range(len(points)) for j in range(len(eps_grid))
+             for m in outcome_methods]
+    rows = []
+    it = progress_bar(cells, desc=desc or "cells") if progress else cells
+    for i, j, m in it:
+        eps = float(eps_grid[j])
+        kw = {} if m == "ibp" else {"steps": pgd_steps, "restarts": pgd_restarts,
+                                    "seed": seed * 1_000_003 + i * 1009 + j}
+        o = bernoulli_outcomes(sub, points[i], eps, delta_out, m, **kw)
+        x = o.outcome.cpu().numpy().astype(float)
+        ch = estimate_probability(x, err=err, conf=conf, method="chernoff")
+        sq = estimate_probability(x, err=err, conf=conf, method="sequential", alpha=alpha)
+        rows.append({"point": i, "eps": eps, "outcome": m, "p_hat": ch.p_hat,
+                     "n_used": ch.n_used, "p_hat_seq": sq.p_hat, "n_seq": sq.n_used,
+                     "n_chernoff": n_ch, "mean_divergence": float(o.divergence.mean())})
+    return rows
+
+
+def outcome_pool(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: float, *,
+                 method: str = "pgd", chunk: int = 2048, **attack_kwargs: Any) -> np.ndarray:
+    """0/1 outcomes of every network in ``nets`` (a large i.i.d. posterior pool), in chunks."""
+    o = bernoulli_outcomes(nets, x_star, eps, delta_out, method, chunk=chunk, **attack_kwargs)
+    return o.outcome.cpu().numpy().astype(np.int8)
+
+
+def plot_robustness_bands(rows: Sequence[dict[str, Any]], *, title: str = "",
+                          methods: Sequence[str] | None = None, ax_size: float = 3.2):
+    """p_hat vs eps per inference method: the attack lower bounds (FGSM, PGD) and the IBP upper
+    bound as a band, averaged over test points and seeds (error bars: spread over seeds).
+
+    Args:
+        rows: dicts with keys ``inference, eps, outcome, p_hat, seed`` (and ``point``).
+        methods: inference methods in panel order (default: order of first appearance).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    methods = list(methods) if methods is not None else list(dict.fromkeys(df["inference"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(ax_size * len(methods), ax_size),
+                             sharey=True, squeeze=False)
+    colors = {"fgsm": "tab:orange", "pgd": "tab:red", "ibp": "tab:blue"}
+    for ax, meth in zip(axes[0], methods, strict=True):
+        d = df[df["inference"] == meth]
+        per_seed = d.groupby(["outcome", "eps", "seed"])["p_hat"].mean().reset_index()
+        agg = per_seed.groupby(["outcome", "eps"])["p_hat"].agg(["mean", "min", "max"])
+        if "pgd" in agg.index and "ibp" in agg.index:
+            lo, hi = agg.loc["pgd"], agg.loc["ibp"]
+            ax.fill_between(lo.index, lo["mean"], hi["mean"], color="0.85",
+                            label="bracket (PGD..IBP)")
+        for out in [o for o in OUTCOME_METHODS if o in agg.index]:
+            a = agg.loc[out]
+            ax.errorbar(a.index, a["mean"], yerr=[a["mean"] - a["min"], a["max"] - a["mean"]],
+                        marker="o", ms=4, capsize=2, color=colors[out], label=out.upper())
+        ax.set_xscale("log")
+        ax.set_title(meth)
+        ax.set_xlabel("eps (L-inf)")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("p_hat (prob. of adversarial)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ============================================================================ posteriors for a study
+
+INFERENCE_METHODS = ("hmc", "vi", "mc_dropout")
+ARCHITECTURES = ("mlp", "cnn")
+
+
+def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
+                 warmup_steps: int, max_tree_depth: int, seed: int, data_id: Any,
+                 cache: bool = True) -> Any:
+    """``studylib.bayes.fit_nuts`` behind a small content-addressed cache of its samples.
+
+    (``fit_nuts`` has no cache of its own; notebooks re-run for nbval must not re-sample.)
+    """
+    import hashlib
+    import json
+
+    from . import bayes, paths
+    from .io import atomic_torch_save
+
+    blob = {"kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
+            "num_samples": num_samples, "warmup": warmup_steps, "depth": max_tree_depth,
+            "seed": int(seed)}
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    path = paths.CHECKPOINT_DIR / f"nuts-{key[:24]}.pt"
+    if cache and path.exists():
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        post = bayes.MCMCPosterior(bnet, ck["samples"], ck.get("diagnostics", {}))
+        post.from_cache = True
+        return post
+    post = bayes.fit_nuts(bnet, x, y, num_samples=num_samples, warmup_steps=warmup_steps,
+                          seed=seed, max_tree_depth=max_tree_depth, progress=False)
+    post.from_cache = False
+    if cache:
+        atomic_torch_save({"samples": {k: v.cpu() for k, v in post.samples.items()},
+                           "diagnostics": post.diagnostics}, path)
+    return post
+
+
+def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
+                num_leapfrog: int, seed: int, device: Any = "cpu", progress: bool = False,
+                cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
+    import hashlib
+    import json
+
+    from . import paths
+    from .io import atomic_torch_save
+    from .runtime import select_device
+
+    blob = {"kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
+            "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
+            "seed": int(seed)}
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    path = paths.CHECKPOINT_DIR / f"hmc-{key[:24]}.pt"
+    if cache and path.exists():
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        return ck["samples"], dict(ck["info"], from_cache=True)
+    dev = select_device(device)
+    bnet.to(dev)
+    samples, info = hmc_samples(bnet, bundle.train.x.to(dev), bundle.train.y.to(dev),
+                                num_samples=num_samples, warmup_steps=warmup_steps,
+                                num_leapfrog=num_leapfrog, seed=seed, progress=progress)
+    bnet.to("cpu")
+    samples = {k: v.cpu() for k, v in samples.items()}
+    if cache:
+        atomic_torch_save({"samples": samples, "info": info}, path)
+    return samples, dict(info, from_cache=False)
+
+
+@torch.no_grad()
+def predictive_accuracy(nets: NetworkSet, x: torch.Tensor, y: torch.Tensor, *,
+                        chunk: int = 256) -> float:
+    """Accuracy of the posterior predictive (softmax averaged over all networks in ``nets``)."""
+    total = torch.zeros(x.shape[0], nets(x[:1]).shape[-1])
+    for start in range(0, len(nets), chunk):
+        sub = nets.subset(slice(start, min(start + chunk, len(nets))))
+        total += torch.softmax(sub(x), -1).sum(0).cpu()
+    return float((total.argmax(1) == y.cpu()).float().mean())
+
+
+def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: int, seed: int,
+                       mlp_hidden: Sequence[int] = (16,), cnn_width: int = 8,
+                       cnn_hidden: int = 32, prior_scale: float = 1.0, vi_epochs: int = 20,
+                       vi_lr: float = 1e-2, dropout_p: float = 0.25, train_epochs: int = 20,
+                       hmc_backend: str = "torch", hmc_warmup: int = 200,
+                       hmc_leapfrog: int = 20, nuts_max_tree_depth: int = 6,
+                       device: str | torch.device = "cpu", draw_seed: int | None = None,
+                       accuracy_networks: int = 200, progress: bool = True
+                       ) -> tuple[NetworkSet, dict[str, Any]]:
+    """Fit one approximate posterior on ``bundle`` and return ``n_networks`` sampled networks.
+
+    Args:
+        bundle: a ``studylib.data.DataBundle``.
+        arch: ``"mlp"`` (``studylib.models`` MLP with ``mlp_hidden``) or ``"cnn"`` (SmallCNN
+            with ``cnn_width``, ``cnn_hidden``).
+        inference: ``"hmc"`` (``n_networks`` kept samples in chain order after ``hmc_warmup``
+            warm-up proposals: :func:`hmc_samples` with ``hmc_leapfrog`` steps when
+            ``hmc_backend="torch"``, or Pyro NUTS via ``studylib.bayes.fit_nuts`` with
+            ``nuts_max_tree_depth`` when ``hmc_backend="nuts"``), ``"vi"`` (mean-field
+            ``AutoNormal`` via ``fit_vi``, ``vi_epochs``, ``vi_lr``; i.i.d. draws) or
+            ``"mc_dropout"`` (a deterministic net with dropout ``dropout_p`` trained by
+            ``studylib.training.fit`` for ``train_epochs``; i.i.d. fixed masks).
+        n_networks: sampled networks to return; seed: fit seed; draw_seed: seed of the draw
+            (default ``seed``).
+        prior_scale: Normal prior std for HMC and VI.
+        accuracy_networks: the clean accuracy uses the posterior predictive of the first this
+            many networks (default 200; 0 skips it, e.g. for large coverage pools).
+
+    Returns:
+        ``(nets, info)``; ``info`` holds ``clean_accuracy`` (posterior predictive of the first
+        ``accuracy_networks`` networks on the test split, NaN when skipped), ``iid`` (whether the networks are independent draws) and fit
+        details.
+    """
+    from . import bayes
+    from .models import build_model
+    from .training import TrainConfig, fit
+
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if inference not in INFERENCE_METHODS:
+        raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {inference!r}")
+    if hmc_backend not in ("torch", "nuts"):
+        raise ValueError(f"hmc_backend must be 'torch' or 'nuts', got {hmc_backend!r}")
+    c, h, _ = bundle.input_shape
+    k = bundle.num_classes
+    draw_seed = seed if draw_seed is None else draw_seed
+    info: dict[str, Any] = {"inference": inference, "arch": arch}
+    if inference == "mc_dropout":
+        if arch == "mlp":
+            net = build_model("mlp", in_features=c * h * h, num_classes=k,
+                              hidden=tuple(mlp_hidden), dropout=dropout_p, seed=seed)
+        else:
+            net = build_model("small_cnn", in_channels=c, num_classes=k, image_size=h,
+                              width=cnn_width, hidden=cnn_hidden, dropout=dropout_p, seed=seed)
+        net = fit(net, bundle, TrainConfig(epochs=train_epochs, lr=3e-3), seed=seed,
+                  device=device, progress=progress, desc=f"train {arch} (dropout)")
+        nets = network_set_from_dropout(net.cpu(), n_networks, seed=draw_seed)
+        info["iid"] = True
+    else:
+        if arch == "mlp":
+            bnet = bayes.bayesian_mlp(c * h * h, k, hidden=tuple(mlp_hidden),
+                                      prior_scale=prior_scale, seed=seed)
+        else:
+            bnet = bayes.bayesian_cnn(c, k, h, width=cnn_width, hidden=cnn_hidden,
+                                      prior_scale=prior_scale, seed=seed)
+        if inference == "vi":
+            post = bayes.fit_vi(bnet, bundle, epochs=vi_epochs, lr=vi_lr, seed=seed,
+                                device=device, progress=progress, desc=f"vi {arch}")
+            post.bnet.to("cpu")
+            post = bayes.VIPosterior(post.bnet, post.locs, post.scales, post.history)
+            nets = network_set_from_posterior(post, n_networks, seed=draw_seed)
+            info["iid"] = True
+        elif hmc_backend == "nuts":
+            post = _nuts_cached(bnet, bundle.train.x, bundle.train.y, num_samples=n_networks,
+                                warmup_steps=hmc_warmup, max_tree_depth=nuts_max_tree_depth,
+                                seed=seed, data_id=bundle.spec)
+            nets = network_set_from_posterior(post)  # every kept sample, chain order
+            info["iid"] = False
+            info["nuts_diagnostics"] = post.diagnostics
+        else:
+            samples, hinfo = _hmc_cached(bnet, bundle, num_samples=n_networks,
+                                         warmup_steps=hmc_warmup, num_leapfrog=hmc_leapfrog,
+                                         seed=seed, device=device, progress=progress)
+            nets = NetworkSet(bnet.template, {k: v.cpu() for k, v in samples.items()})
+            info["iid"] = False
+            info.update({f"hmc_{k}": v for k, v in hinfo.items()})
+    info["clean_accuracy"] = (
+        predictive_accuracy(nets.subset(slice(0, min(accuracy_networks, len(nets)))),
+                            bundle.test.x, bundle.test.y) if accuracy_networks > 0 else math.nan)
+    return nets, info
+
+
+# ============================================================================ claim checks
+
+
+def monotonicity_check(rows: Sequence[dict[str, Any]], tol: float) -> dict[str, Any]:
+    """Is ``p_hat`` non-decreasing in eps (up to ``tol``) and PGD's ``p_hat >= FGSM``'s?
+
+    ``rows`` are :func:`robustness_grid` rows with extra keys ``dataset``, ``seed``,
+    ``inference``. A *drop* is ``p_hat(eps_k) - p_hat(eps_{k+1})`` for consecutive radii of the
+    same (dataset, seed, inference, point, outcome); it violates monotonicity when ``> tol``.
+    Each estimate is within ``err`` of its truth with probability ``>= 1 - conf``, so with a
+    monotone truth a drop beyond ``tol = 2 err`` is evidence against the claim. The same
+    ``tol`` applies to ``p_hat(FGSM) - p_hat(PGD)`` at equal eps.
+
+    Returns counts (``eps_comparisons``, ``eps_violations``, ``max_eps_drop``,
+    ``attack_comparisons``, ``attack_violations``, ``max_fgsm_excess``) and per-seed fractions
+    of comparisons that hold (``ok_fraction_per_seed``).
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    keys = ["dataset", "seed", "inference", "point", "outcome"]
+    drops = []
+    for _, g in df.sort_values("eps").groupby(keys):
+        p = g["p_hat"].to_numpy()
+        for a, b in zip(p[:-1], p[1:], strict=True):
+            drops.append((g["seed"].iloc[0], a - b))
+    att = df[df["outcome"].isin(["fgsm", "pgd"])].pivot_table(
+        index=["dataset", "seed", "inference", "point", "eps"], columns="outcome",
+        values="p_hat")
+    excess = []
+    if {"fgsm", "pgd"} <= set(att.columns):
+        excess = [(idx[1], f - p) for idx, f, p in zip(att.index, att["fgsm"], att["pgd"],
+                                                        strict=True)]
+    seeds = sorted(df["seed"].unique())
+    ok_frac = []
+    for s in seeds:
+        vals = [d <= tol for sd, d in drops if sd == s] + [e <= tol for sd, e in excess if sd == s]
+        ok_frac.append(float(np.mean(vals)) if vals else math.nan)
+    return {
+        "tolerance": tol,
+        "eps_comparisons": len(drops),
+        "eps_violations": int(sum(d > tol for _, d in drops)),
+        "max_eps_drop": float(max((d for _, d in drops), default=math.nan)),
+        "attack_comparisons": len(excess),
+        "attack_violations": int(sum(e > tol for _, e in excess)),
+        "max_fgsm_excess": float(max((e for _, e in excess), default=math.nan)),
+        "ok_fraction_per_seed": ok_frac,
+    }
+
+
+def bracket_check(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Is every attack-based ``p_hat`` (FGSM, PGD) ``<=`` the IBP-based ``p_hat`` of its cell?
+
+    The cells share their sampled networks, so soundness of IBP implies the inequality exactly
+    (no tolerance): a network with a found adversarial point can never be certified.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    piv = df.pivot_table(index=["dataset", "seed", "inference", "point", "eps"],
+                         columns="outcome", values="p_hat")
+    comps, viol, gap = 0, 0, []
+    for att in ("fgsm", "pgd"):
+        if att in piv.columns and "ibp" in piv.columns:
+            d = (piv[att] - piv["ibp"]).to_numpy()
+            comps += d.size
+            viol += int((d > 1e-12).sum())
+            gap.extend((piv["ibp"] - piv[att]).tolist())
+    return {"comparisons": comps, "violations": viol,
+            "mean_gap_ibp_minus_attack": float(np.mean(gap)) if gap else math.nan,
+            "min_gap_ibp_minus_attack": float(np.min(gap)) if gap else math.nan}
+
+
+def method_differences(rows: Sequence[dict[str, Any]], eps: float, *, outcome: str = "pgd"
+                       ) -> list[dict[str, Any]]:
+    """Pairwise differences of ``p_hat`` between inference methods at one ``eps``.
+
+    Per (dataset, seed) the ``p_hat`` of ``outcome`` is averaged over test points; for every
+    pair of methods present in a dataset, returns the per-seed differences
+    (``diffs``, method A minus method B) and their mean with a t-interval over seeds.
+    """
+    import itertools
+
+    import pandas as pd
+
+    from .results import mean_ci
+
+    df = pd.DataFrame(list(rows))
+    d = df[(df["outcome"] == outcome) & np.isclose(df["eps"], eps)]
+    out = []
+    for ds, g in d.groupby("dataset"):
+        per = g.groupby(["seed", "inference"])["p_hat"].mean().unstack("inference")
+        for a, b in itertools.combinations(list(per.columns), 2):
+            diffs = (per[a] - per[b]).dropna().tolist()
+            ci = mean_ci(diffs)
+            out.append({"dataset": ds, "pair": f"{a} - {b}", "diffs": diffs,
+                        "mean": ci["mean"], "ci95": ci["ci95"], "n_seeds": ci["n"],
+                        "abs_mean": abs(ci["mean"])})
+    return out
+
+
+# ============================================================================ fast HMC adapter
+
+
+def hmc_samples(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
+                warmup_steps: int = 200, num_leapfrog: int = 20, target_accept: float = 0.8,
+                init_step_size: float = 1e-3, seed: int = 0, progress: bool = False
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Hamiltonian Monte Carlo on the weights of a ``studylib.bayes.BayesianNet`` (full batch).
+
+    Why it is written here: ``studylib.bayes.fit_nuts`` (Pyro NUTS) costs about 2 s of CPU per
+    sample for the digits MLP (interpreter overhead per gradient), so the ``N_CH = 738``
+    samples per seed that the (0.05, 0.05) guarantee needs do not fit the CPU budget. This is
+    plain HMC (as used by the paper, through Edward) on the same posterior: potential
+    ``U(w) = -sum_i log softmax(f_w(x_i))[y_i] + ||w||^2 / (2 prior_scale^2)`` (the Normal prior
+    of ``bnet``; constants dropped), identity mass matrix, ``num_leapfrog`` leapfrog steps per
+    proposal, Metropolis correction, and a step size adapted during warm-up only (Robbins-Monro
+    on ``log step`` towards ``target_accept``; frozen afterwards, so the kept chain is a valid
+    MCMC chain). The chain starts at the body's current weights.
+
+    Args:
+        bnet: the ``BayesianNet`` (no frozen extractor).
+        x, y: training data. num_samples: kept samples. warmup_steps: adaptation proposals
+            (discarded). num_leapfrog: leapfrog steps per proposal (default 20).
+        target_accept: acceptance-rate target (default 0.8). init_step_size: default 1e-3.
+        seed: seeds momenta and acceptance draws.
+
+    Returns:
+        ``(samples, info)``: ``{site: (num_samples, *shape)}`` in chain order, and
+        ``{"accept_rate", "step_size", "num_leapfrog"}``.
+    """
+    from .runtime import progress as progress_bar
+
+    if num_samples < 1 or warmup_steps < 0 or num_leapfrog < 1:
+        raise ValueError("num_samples >= 1, warmup_steps >= 0 and num_leapfrog >= 1 required")
+    if getattr(bnet, "extractor", None) is not None:
+        raise ValueError("hmc_samples needs a fully Bayesian net (no frozen extractor)")
+    template = bnet.template
+    names = list(bnet.site_shapes)
+    shapes = [tuple(bnet.site_shapes[n]) for n in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    dev = x.device
+
+    def unflatten(w: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.reshape(s) for n, t, s in zip(names, w.split(sizes), shapes, strict=True)}
+
+    inv_var = 1.0 / float(bnet.prior_scale) ** 2
+
+    def potential_and_grad(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = torch.func.functional_call(template, unflatten(w), (x,))
+            u = F.cross_entropy(logits, y, reduction="sum") + 0.5 * inv_var * (w * w).sum()
+            (g,) = torch.autograd.grad(u, w)
+        return u.detach(), g.detach()
+
+    gen = torch.Generator().manual_seed(int(seed))
+    w = torch.cat([p.detach().reshape(-1) for p in
+                   (dict(template.named_parameters())[n] for n in names)]).to(dev)
+    u, g = potential_and_grad(w)
+    log_step = math.log(init_step_size)
+    kept, accepts = [], 0
+    total = warmup_steps + num_samples
+    it = progress_bar(range(total), desc="hmc") if progress else range(total)
+    for t in it:
+        step = math.exp(log_step)
+        p0 = torch.randn(w.shape, generator=gen).to(dev)
+        wn, pn, gn = w.clone(), p0 - 0.5 * step * g, g
+        for i in range(num_leapfrog):
+            wn = wn + step * pn
+            un, gn = potential_and_grad(wn)
+            if i < num_leapfrog - 1:
+                pn = pn - step * gn
+        pn = pn - 0.5 * step * gn
+        log_ratio = float(u - un + 0.5 * (p0 @ p0 - pn @ pn))
+        acc_prob = 1.0 if log_ratio >= 0 else (math.exp(log_ratio) if math.isfinite(log_ratio)
+                                                else 0.0)
+        if float(torch.rand((), generator=gen)) < acc_prob:
+            w, u, g = wn, un, gn
+            if t >= warmup_steps:
+                accepts += 1
+        if t < warmup_steps:
+            log_step += (acc_prob - target_accept) * 2.0 / math.sqrt(t + 1.0)
+        else:
+            kept.append(w.clone())
+    stacked = torch.stack(kept)
+    samples = {n: t.reshape(num_samples, *s) for n, t, s in
+               zip(names, stacked.split(sizes, dim=1), shapes, strict=True)}
+    return samples, {"accept_rate": accepts / num_samples, "step_size": math.exp(log_step),
+                     "num_leapfrog": num_leapfrog}

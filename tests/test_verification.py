@@ -263,11 +263,16 @@ def test_identical_linear_networks_give_the_exact_p_hat():
     assert o.divergence.min().item() == pytest.approx(truth, rel=1e-4)
     assert p_hat(o.outcome) == 1.0 and p_hat(o.outcome, "sequential") == 1.0
     assert p_hat(V.attack_outcomes(nets, x_star, eps, 1.01 * truth, attack="fgsm").outcome) == 0
-    # PGD ascends the softmax distance from a random start and reaches one of the two local
+    # PGD on the softmax distance alone, from a random start, reaches one of the two local
     # maxima: exact whenever delta_out is outside [local, truth)
-    o = V.attack_outcomes(nets, x_star, eps, 0.9 * local, attack="pgd", steps=20)
+    o = V.attack_outcomes(nets, x_star, eps, 0.9 * local, attack="pgd", steps=20,
+                          pgd_objectives=("softmax",))
     assert o.divergence.max().item() == pytest.approx(truth, rel=1e-4)
     assert o.divergence.min().item() >= local * (1 - 1e-4)
+    assert p_hat(o.outcome) == 1.0
+    # with the cross-entropy ascent as well (the default) every network reaches the global one
+    o = V.attack_outcomes(nets, x_star, eps, 0.9 * truth, attack="pgd", steps=20)
+    assert o.divergence.min().item() == pytest.approx(truth, rel=1e-4)
     assert p_hat(o.outcome) == 1.0
     assert p_hat(V.attack_outcomes(nets, x_star, eps, 1.01 * truth, attack="pgd").outcome) == 0
     # IBP: sound, and for this one-layer net certifies once delta_out exceeds its bound
