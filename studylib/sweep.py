@@ -532,6 +532,7 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
     import pandas as pd
     import seaborn as sns
 
@@ -555,8 +556,19 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     sns.pointplot(data=df, x="x", y="y", hue="hue" if hue else None, order=order,
                   errorbar=("ci", 95), ax=ax, dodge=0.2 if hue else False)
-    sns.stripplot(data=df, x="x", y="y", order=order, color="0.3", size=3, alpha=0.6, ax=ax,
-                  legend=False)
+    if not hue:
+        sns.stripplot(data=df, x="x", y="y", order=order, color="0.3", size=3, alpha=0.6,
+                      ax=ax, legend=False)
+        if len(df) >= 2:  # the spread across all points, e.g. a sweep over seeds
+            from .results import mean_ci
+
+            summary = mean_ci(df["y"].tolist())
+            lo, hi = summary["ci95"]
+            ax.axhline(summary["mean"], color="0.4", lw=1, ls="--",
+                       label=f"mean of {len(df)} points")
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.axhspan(lo, hi, color="0.5", alpha=0.15, label="95% CI of the mean")
+            ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(x)
     ax.set_ylabel(metric_col.removeprefix("metric:"))
     ax.set_title(title)

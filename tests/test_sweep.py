@@ -219,3 +219,33 @@ def test_ctrl_c_cancels_outstanding_points(tmp_path):
     assert [r.status for r in run.results] == ["cancelled"] * 4
     manifest = json.loads((tmp_path / "out" / "cc" / "sweep.json").read_text())
     assert manifest["interrupted"] is True
+
+
+def test_sweep_report_of_a_seed_sweep_from_results_files(tmp_path):
+    """No execution: results.json files written by hand, one point never ran."""
+    f = _write_sweep(tmp_path / "seeds.yaml", {"study": "fx2_ok", "profile": "smoke",
+                                              "grid": {"seeds": [[0], [1], [2], [3]]}})
+    spec = load_sweep(f)
+    root = tmp_path / "sweeps"
+    values = [0.5, 0.7, 0.6]
+    for seed, value in enumerate(values):  # seed 3 never ran
+        d = root / "seeds" / point_id("fx2_ok", "smoke", {"seeds": [seed]})
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "runtime_s": 1.5, "metrics": {"acc": value},
+            "claims": [{"id": "c", "verdict": "inconclusive"}]}))
+        (d / "point.json").write_text(json.dumps({"attempts": 1}))
+    files = write_sweep_report(spec, root)  # metric defaults to the first recorded
+    with open(files["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["point", "seeds", "status", "attempts", "runtime_s", "metric:acc",
+                             "claim:c"]
+    assert [r["seeds"] for r in rows] == ["[0]", "[1]", "[2]", "[3]"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "not run"]
+    assert [r["metric:acc"] for r in rows] == ["0.5", "0.7", "0.6", ""]
+    md = files["markdown"].read_text()
+    assert "4 points: 1 not run, 3 ok." in md and "| [0] | ok | 1 | 1.5 | 0.5 | inconclusive |" in md
+    assert files["figure"].name == "acc.png" and files["figure"].stat().st_size > 1000
+    with pytest.raises(ValidationError, match="valid: seeds"):
+        write_sweep_report(spec, root, x="scale")
+    assert temp_leftovers(root) == []
