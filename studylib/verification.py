@@ -995,14 +995,18 @@ def plot_robustness_bands(rows: Sequence[dict[str, Any]], *, title: str = "",
             ax.errorbar(a.index, a["mean"], yerr=[a["mean"] - a["min"], a["max"] - a["mean"]],
                         marker="o", ms=4, capsize=2, color=colors[out], label=out.upper())
         ax.set_xscale("log")
+        eps_values = sorted(d["eps"].unique())
+        ax.set_xticks(eps_values, [f"{e:g}" for e in eps_values])
+        ax.minorticks_off()
         ax.set_title(meth)
         ax.set_xlabel("eps (L-inf)")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("p_hat (prob. of adversarial)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels), frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
