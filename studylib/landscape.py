@@ -29,7 +29,7 @@ companion "Interpreting Adversarial Robustness: A View from Decision Surface in 
   :func:`crossing_table`, :func:`psi_table`, :func:`adversarial_accuracy_table`) returning
   pandas DataFrames, and the ranking statistics the claims are computed from
   (:func:`kendall_tau`, :func:`mean_pairwise_kendall_tau`, :func:`ranking_stability_per_seed`,
-  :func:`spearman_per_seed`).
+  :func:`rank_agreement_per_seed`) and one ``claim_*`` function per claim.
 
 The margin, cuts, crossing search, sharpness and rescaling are written here (on plain torch)
 because no maintained library computes input-space decision surfaces or this metric; the
@@ -42,6 +42,7 @@ import copy
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -671,6 +672,15 @@ def _key_cols(key: ModelKey) -> dict[str, Any]:
     return {"arch": arch, "regime": regime, "seed": int(seed)}
 
 
+def correctly_classified(models: Iterable[nn.Module], x: torch.Tensor,
+                         y: torch.Tensor) -> torch.Tensor:
+    """Boolean mask ``(N,)`` of the points of ``x`` that every model classifies correctly."""
+    mask = torch.ones(len(x), dtype=torch.bool)
+    for m in models:
+        mask &= _batched_quantity_logits(m, x).argmax(1) == y
+    return mask
+
+
 def clean_accuracy_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor,
                          y: torch.Tensor):
     """Clean accuracy of every model on ``(x, y)`` as a DataFrame (arch, regime, seed,
@@ -1075,7 +1085,9 @@ def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: to
     (``c``, each layer of ``layers`` that the model has). The psi search uses the same seed on
     both, the sharpness the same weight perturbations. Returns a DataFrame (arch, regime, seed,
     layer, psi, psi_rescaled, psi_rel_change, sharpness, sharpness_rescaled, sharpness_factor,
-    max_logit_diff); ``sharpness_factor = max(s'/s, s/s')`` (NaN unless both are > 0)."""
+    max_logit_diff); ``sharpness_factor = max(s'/s, s/s')`` (NaN unless both are > 0). A layer
+    that cannot be rescaled without changing the function (see :func:`rescale_relu_layer`) is
+    skipped with a warning."""
     import pandas as pd
 
     from .runtime import progress as progress_bar
@@ -1089,7 +1101,11 @@ def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: to
         for layer in layers:
             if layer >= n_layers - 1:
                 continue
-            r = rescale_relu_layer(model, c=c, layer=layer)
+            try:
+                r = rescale_relu_layer(model, c=c, layer=layer)
+            except ValueError as exc:  # e.g. BatchNorm after the layer: not function-preserving
+                warnings.warn(f"{key}: layer {layer} skipped ({exc})", stacklevel=2)
+                continue
             psi1 = float(psi_per_point(r, x, eps, steps=psi_steps, seed=seed).double().mean())
             s1 = weight_sharpness(r, x, y, radius=radius, n_samples=n_samples, seed=seed)
             fac = max(s1 / s0, s0 / s1) if (s0 > 0 and s1 > 0) else math.nan
@@ -1273,7 +1289,9 @@ def plot_ranking_stability(psi_settings, acc_settings, *, seed: int):
              "adversarial accuracy")):
         g = df[df.seed == seed].copy()
         g["model"] = g.arch + "/" + g.regime
-        g["setting"] = g[cols].astype(str).agg(" ".join, axis=1)
+        short = {"eps": "eps", "restarts": "r", "n_points": "n", "attack": "", "steps": "k"}
+        g["setting"] = g[cols].apply(lambda r: " ".join(
+            f"{short[c]}={r[c]:g}" if short[c] else str(r[c]) for c in cols), axis=1)
         wide = g.pivot_table(index="setting", columns="model", values=col, aggfunc="mean")
         order = list(dict.fromkeys(g["setting"]))
         ranks = wide.loc[order].rank(axis=1, ascending=asc, method="average")

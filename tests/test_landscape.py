@@ -446,3 +446,53 @@ def test_claim_helpers_compute_verdicts_from_numbers():
     v, ev = L.claim_robust_widens_margin(summ[summ.arch == "cnn"], natural="natural",
                                          robust=["pgd"])
     assert v == "reproduced" and ev["n_seeds"] == 3
+
+
+def test_metric_claim_helpers_by_hand():
+    import pandas as pd
+
+    psi_rows, acc_rows = [], []
+    for seed in range(3):
+        for i, reg in enumerate(["a", "b", "c", "d"]):
+            for eps in (0.1, 0.2):
+                # psi ranks a < b < c < d (a most robust) under every setting
+                psi_rows.append({"arch": "x", "regime": reg, "seed": seed, "eps": eps,
+                                 "restarts": 1, "n_points": 10, "score": (i + 1) * eps})
+                # accuracy agrees at eps 0.1, is all zero (uninformative) at eps 0.2
+                acc_rows.append({"arch": "x", "regime": reg, "seed": seed, "attack": "pgd",
+                                 "eps": eps, "steps": 10,
+                                 "accuracy": (0.9 - 0.2 * i) if eps == 0.1 else 0.0})
+    psi, acc = pd.DataFrame(psi_rows), pd.DataFrame(acc_rows)
+    base = psi[psi.eps == 0.1]
+    v, ev = L.claim_metric_tracks_accuracy(base, acc[acc.eps == 0.1])
+    assert v == "reproduced" and ev["mean"] == pytest.approx(-1.0)
+    v, ev = L.claim_metric_stable(psi, acc)
+    assert v == "reproduced"
+    assert ev["tau_psi_mean"] == pytest.approx(1.0)
+    assert ev["tau_accuracy_mean"] == pytest.approx(0.0)  # the all-zero setting ranks nothing
+    secs = {0: 1.0, 1: 1.2, 2: 0.9}
+    v, ev = L.claim_metric_cheaper(base, base, secs, {s: 10.0 for s in secs})
+    assert v == "reproduced" and ev["time_ratio_mean"] == pytest.approx(31 / 300)
+    v, _ = L.claim_metric_cheaper(base, base, secs, {s: 0.5 for s in secs})
+    assert v == "not reproduced"  # slower than the grid
+
+
+def test_rescaling_table_and_claim_on_real_models():
+    models = {("mlp", "init", s): small_mlp(seed=s) for s in range(2)}
+    models[("cnn_bn", "init", 0)] = small_cnn(batchnorm=True)
+    x = torch.rand(32, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(1))
+    mlp_only = {k: v for k, v in models.items() if k[0] == "mlp"}
+    t = L.rescaling_table(mlp_only, x, y, eps=0.05, layers=[0, 1, 5], psi_steps=3,
+                          n_samples=3, progress=False)
+    assert sorted(t.layer.unique()) == [0, 1]  # layer 5 does not exist: skipped
+    assert t.psi_rel_change.max() < 1e-3
+    assert t.max_logit_diff.max() < 1e-4
+    with pytest.warns(UserWarning, match="skipped"):
+        tb = L.rescaling_table({("cnn_bn", "init", 0): models[("cnn_bn", "init", 0)]},
+                               torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long),
+                               eps=0.05, layers=[0], psi_steps=2, n_samples=2, progress=False)
+    assert tb.empty
+    v, ev = L.claim_reparameterization(t, layer=0)
+    assert ev["psi_max_rel_change_mean"] < 1e-3
+    assert v in ("reproduced", "not reproduced", "inconclusive")
