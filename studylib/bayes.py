@@ -1027,12 +1027,17 @@ def train_robustness_models(data: Any, seed: int, *, cnn_kwargs: Mapping[str, An
                             progress: bool = True) -> dict[str, StochasticClassifier]:
     """The five models of study 03 for one seed, all with the same ``SmallCNN`` architecture.
 
-    - ``cnn_ref``: ``SmallCNN(**cnn_kwargs)`` trained with ``seed`` (the attack source);
-    - ``cnn_control``: the same trained with seed ``seed + 10000`` (plain transfer control);
-    - ``bayes_head``: ``cnn_ref``'s features, frozen, + a Bayesian classifier (re-initialised
-      with ``seed``) fitted by :func:`fit_vi`;
-    - ``bayes_full``: every layer Bayesian (guide means start at a fresh ``seed`` init);
-    - ``mc_dropout``: ``SmallCNN(dropout=dropout)`` trained with ``seed``, dropout kept on.
+    - ``cnn_ref``: ``SmallCNN(**cnn_kwargs)`` initialised and trained with ``seed`` (the
+      attack source);
+    - ``cnn_control``: the same with seed ``seed + 10000`` (plain transfer control);
+    - ``bayes_full``: every layer Bayesian; guide means start at a ``seed + 20000`` init;
+    - ``mc_dropout``: ``SmallCNN(dropout=dropout)`` with seed ``seed + 30000``, dropout kept on;
+    - ``bayes_head``: ``cnn_ref``'s features, frozen, + a Bayesian classifier re-initialised
+      with ``seed + 40000``.
+    Every model except ``bayes_head`` (which shares ``cnn_ref``'s extractor by design) thus
+    starts from its own initialisation: a model started from ``cnn_ref``'s initial weights
+    tends to end near ``cnn_ref`` and to inherit its adversarial examples, which would
+    confound "Bayesian" with "different from the attack source" in the other direction.
 
     Deterministic networks go through ``studylib.training.fit`` and VI through
     :func:`fit_vi`, both cached. Args: ``cnn_kwargs`` for ``build_model("small_cnn", ...)``
@@ -1056,13 +1061,13 @@ def train_robustness_models(data: Any, seed: int, *, cnn_kwargs: Mapping[str, An
 
     ref = cnn(seed, 0.0, f"cnn_ref s{seed}")
     control = cnn(seed + 10_000, 0.0, f"cnn_control s{seed}")
-    drop = cnn(seed, float(dropout), f"mc_dropout s{seed}")
+    drop = cnn(seed + 30_000, float(dropout), f"mc_dropout s{seed}")
     vi = {"epochs": vi_epochs, "batch_size": train_config.batch_size, "lr": vi_lr,
           "init_scale": vi_init_scale, "kl_weight": kl_weight, "seed": seed, "device": device,
           "progress": progress}
-    head = fit_vi(bayesian_head(ref, prior_scale=prior_scale, reinit_seed=seed), data,
+    head = fit_vi(bayesian_head(ref, prior_scale=prior_scale, reinit_seed=seed + 40_000), data,
                   desc=f"bayes_head s{seed}", **vi)
-    full = fit_vi(bayesian_cnn(**kw, prior_scale=prior_scale, seed=seed), data,
+    full = fit_vi(bayesian_cnn(**kw, prior_scale=prior_scale, seed=seed + 20_000), data,
                   desc=f"bayes_full s{seed}", **vi)
     return {"cnn_ref": DeterministicClassifier(ref), "cnn_control": DeterministicClassifier(control),
             "bayes_head": head, "bayes_full": full, "mc_dropout": MCDropoutPosterior(drop)}
@@ -1095,3 +1100,129 @@ def seed_differences(rows: Sequence[Mapping[str, Any]], model_a: str, model_b: s
         out.append({**dict(zip(keys, cond, strict=True)), "mean": mc["mean"],
                     "ci95": mc["ci95"], "n_seeds": mc["n"], "values": diffs})
     return out
+
+
+# ============================================================================ tables and figures
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
+              value: str = "accuracy") -> Any:
+    """A pandas DataFrame: per ``keys`` group, ``mean``, ``lo``, ``hi`` (Student-t 95% CI over
+    the rows, i.e. over seeds) and ``n``."""
+    import pandas as pd
+
+    from .results import mean_ci
+
+    df = pd.DataFrame(list(rows))
+    out = []
+    for cond, g in df.groupby(list(keys), sort=False):
+        cond = cond if isinstance(cond, tuple) else (cond,)
+        mc = mean_ci(g[value].to_numpy(dtype=float))
+        out.append({**dict(zip(keys, cond, strict=True)), "mean": mc["mean"],
+                    "lo": mc["ci95"][0], "hi": mc["ci95"][1], "n": mc["n"]})
+    return pd.DataFrame(out)
+
+
+def _model_colors(models: Sequence[str]) -> dict[str, Any]:
+    from .plotting import palette
+
+    return dict(zip(models, palette(len(models)), strict=True))
+
+
+def plot_accuracy_curves(rows: Sequence[Mapping[str, Any]], x: str, panel: str, *,
+                         models: Sequence[str] = MODEL_NAMES, xlabel: str | None = None,
+                         labels: Mapping[str, str] | None = None, ncols: int | None = None):
+    """One panel per value of ``panel``; accuracy (mean over seeds, 95% CI band) vs ``x``,
+    one line per model. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    s = summarize(rows, (panel, x, "model"))
+    panels = list(dict.fromkeys(s[panel]))
+    ncols = ncols or len(panels)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False,
+                             sharey=True)
+    colors = _model_colors(models)
+    for ax, p in zip(axes.flat, panels, strict=False):
+        sp = s[s[panel] == p]
+        for m in models:
+            d = sp[sp["model"] == m].sort_values(x)
+            if d.empty:
+                continue
+            ax.plot(d[x], d["mean"], marker="o", ms=3, color=colors[m],
+                    label=(labels or {}).get(m, m))
+            lo, hi = d["lo"].to_numpy(float), d["hi"].to_numpy(float)
+            if np.isfinite(lo).all():
+                ax.fill_between(d[x], lo, hi, color=colors[m], alpha=0.15, lw=0)
+        ax.set_title(str(p))
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(rows: Sequence[Mapping[str, Any]], group: str, *, models: Sequence[str] = MODEL_NAMES,
+              value: str = "accuracy", ylabel: str = "accuracy", title: str = ""):
+    """Grouped bars (mean over seeds, 95% CI whiskers): x = ``group`` values, one bar per
+    model. Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    s = summarize(rows, (group, "model"), value=value)
+    groups = list(dict.fromkeys(s[group]))
+    present = [m for m in models if m in set(s["model"])]
+    colors = _model_colors(models)
+    width = 0.8 / max(1, len(present))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups) + 0.3 * len(present), 3.2))
+    for j, m in enumerate(present):
+        d = s[s["model"] == m].set_index(group).reindex(groups)
+        xs = np.arange(len(groups)) + (j - (len(present) - 1) / 2) * width
+        mean = d["mean"].to_numpy(float)
+        err = np.vstack([mean - d["lo"].to_numpy(float), d["hi"].to_numpy(float) - mean])
+        err = np.where(np.isfinite(err), err, 0.0)
+        ax.bar(xs, mean, width, color=colors[m], label=m, yerr=err, capsize=2)
+        for xi, mi in zip(xs, mean, strict=True):
+            if np.isfinite(mi):
+                ax.text(xi, mi + 0.02, f"{mi:.2f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels([str(g) for g in groups])
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="upper right", bbox_to_anchor=(1.0, -0.12))
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histograms(scores: Mapping[str, Mapping[str, Sequence[np.ndarray]]], *,
+                          score: str = "mutual_information", title_suffix: str = ""):
+    """Per model, histograms of ``score`` on clean vs attacked inputs (pooled over seeds).
+
+    Args:
+        scores: ``{model: {"clean": [per-seed arrays], "attacked": [per-seed arrays]}}``.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(scores)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 2.8), squeeze=False)
+    for ax, m in zip(axes[0], names, strict=True):
+        clean = np.concatenate(scores[m]["clean"])
+        att = np.concatenate(scores[m]["attacked"])
+        hi = float(max(clean.max(initial=0), att.max(initial=0))) or 1e-6
+        bins = np.linspace(0, hi, 30)
+        ax.hist(clean, bins=bins, alpha=0.6, label="clean", density=True)
+        ax.hist(att, bins=bins, alpha=0.6, label="attacked", density=True)
+        auc = np.mean([roc_auc(c, a) for c, a in zip(scores[m]["clean"], scores[m]["attacked"],
+                                                    strict=True)])
+        ax.set_title(f"{m}: AUC {auc:.3f}{title_suffix}", fontsize=9)
+        ax.set_xlabel(score.replace("_", " ") + " (nats)")
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
