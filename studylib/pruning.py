@@ -990,11 +990,13 @@ class StudySettings:
         batch_size: training minibatch (training, pruning, fine-tuning).
         score_batches, score_batch_size: the minibatches on which every criterion and the
             oracle are computed (the correlation study).
-        curve_points, curve_max_fraction: the loss-vs-removed curves (no fine-tuning) go from 0
-            to ``curve_max_fraction`` of the channels in ``curve_points`` steps.
+        curve_points, curve_max_fraction, curve_examples: the loss-vs-removed curves (no
+            fine-tuning) go from 0 to ``curve_max_fraction`` of the channels in ``curve_points``
+            steps, the loss measured on the first ``curve_examples`` test images.
         prune_criteria: criteria run through iterative pruning + fine-tuning.
         frequency, neurons_per_step, momentum, snapshot_fractions: the pruning schedule.
-        finetune_epochs, finetune_lr: fine-tuning of each snapshot.
+        finetune_epochs, finetune_lr: fine-tuning of each snapshot; the training between
+            pruning steps uses ``finetune_lr`` too.
         target_param_reduction: the claim's level (0.30): the first ``taylor_fo`` snapshot that
             removes at least this fraction of parameters is the claim's pruned model.
         timing_repeats, timing_batch: CPU inference timing (median of repeats).
@@ -1005,16 +1007,17 @@ class StudySettings:
     score_batch_size: int = 64
     curve_points: int = 10
     curve_max_fraction: float = 0.6
+    curve_examples: int = 256
     prune_criteria: tuple[str, ...] = ("taylor_fo", "weight_magnitude", "random")
-    frequency: int = 10
+    frequency: int = 5
     neurons_per_step: int = 8
     momentum: float = 0.9
-    snapshot_fractions: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65)
-    finetune_epochs: int = 2
+    snapshot_fractions: tuple[float, ...] = (0.2, 0.4, 0.6)
+    finetune_epochs: int = 1
     finetune_lr: float = 1e-3
     target_param_reduction: float = 0.30
     timing_repeats: int = 25
-    timing_batch: int = 256
+    timing_batch: int = 128
 
 
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -1034,7 +1037,9 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
 
     Args:
         setup: ``{"model": "lenet"|"resnet"|..., "model_kwargs": {...}, "dataset": name,
-            "data_kwargs": {...}, "epochs": int, "lr": float}``.
+            "data_kwargs": {...}, "epochs": int, "lr": float, "schedule": "none"|"cosine"}``
+            (training of the dense model; pruning and fine-tuning use
+            ``settings.finetune_lr``).
         seed: model initialisation, minibatch order, random scores.
         settings: a :class:`StudySettings`.
         device: where to train and score (timing always runs on the CPU).
@@ -1050,15 +1055,28 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
     from .training import TrainConfig, evaluate, fit
 
     device = select_device(device)
+    phases: dict[str, float] = {}
+    phases_cpu: dict[str, float] = {}
+    clock = [time.perf_counter(), time.process_time()]
+
+    def lap(name: str) -> None:  # wall and CPU seconds per phase (CPU: this process only)
+        now, cpu = time.perf_counter(), time.process_time()
+        phases[name] = phases.get(name, 0.0) + now - clock[0]
+        phases_cpu[name] = phases_cpu.get(name, 0.0) + cpu - clock[1]
+        clock[0], clock[1] = now, cpu
+
     bundle = data_mod.load(setup["dataset"], **setup.get("data_kwargs", {}))
     c, h, _ = bundle.input_shape
     model = build_model(setup["model"], seed=seed, in_channels=c,
                         num_classes=bundle.num_classes, image_size=h,
                         **setup.get("model_kwargs", {}))
     train_cfg = TrainConfig(epochs=int(setup.get("epochs", 10)), batch_size=settings.batch_size,
-                            lr=float(setup.get("lr", 1e-3)))
+                            lr=float(setup.get("lr", 1e-3)),
+                            schedule=str(setup.get("schedule", "none")))
+    lap("data")
     fit(model, bundle, train_cfg, seed=seed, device=device, cache=cache, progress=progress,
         desc=f"train {setup['model']} s{seed}")
+    lap("train")
     base = evaluate(model, bundle.test, device)
     trained_state = _state_copy(model)
     example = bundle.train.x[:2].to(device)
@@ -1074,6 +1092,7 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
                           settings.score_batches, seed=seed, device=device)
     scores = score_minibatches(model, gates, batches, CRITERIA, oracle=True, seed=seed,
                                progress=progress)
+    lap("scores_and_oracle")
     crit = {k: scores[k] for k in CRITERIA}
     corr = rank_correlations(crit, scores["oracle"], gates.layer_index(), names)
     bn_ok = np.isfinite(scores["bn_scale"])
@@ -1089,11 +1108,13 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
     # -- loss vs channels removed, no fine-tuning (ranking fixed once)
     counts = np.unique(np.linspace(0, settings.curve_max_fraction * gates.n_channels,
                                    settings.curve_points).round().astype(int)).tolist()
-    curves = {k: loss_vs_removed(model, gates, scores[k], bundle.test.x, bundle.test.y, counts)
+    xc, yc = bundle.test.x[:settings.curve_examples], bundle.test.y[:settings.curve_examples]
+    curves = {k: loss_vs_removed(model, gates, scores[k], xc, yc, counts)
               for k in list(CRITERIA) + ["oracle"]}
     out["curve_counts"] = counts
     out["curves"] = {k: v.tolist() for k, v in curves.items()}
     out["curve_gap"] = {k: curve_gap(curves[k], curves["oracle"], counts) for k in CRITERIA}
+    lap("curves_and_tp")
 
     # -- iterative pruning + fine-tuning per criterion
     flops0, params0 = count_flops_params(gates.pruned_copy(), example[:1])
@@ -1107,9 +1128,10 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
                           neurons_per_step=settings.neurons_per_step,
                           momentum=settings.momentum,
                           snapshot_fractions=tuple(settings.snapshot_fractions),
-                          batch_size=settings.batch_size, lr=float(setup.get("lr", 1e-3)))
+                          batch_size=settings.batch_size, lr=settings.finetune_lr)
         snaps = prune_iteratively(model, gates, bundle.train, cfg, seed=seed, device=device,
                                   cache=cache, progress=progress)
+        lap("prune")
         rows = []
         for snap in snaps:
             model.load_state_dict(snap["state_dict"])
@@ -1132,6 +1154,7 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
                    "flops_reduction": 1 - flops / flops0, "param_reduction": 1 - params / params0,
                    "max_abs_diff_pruned_vs_gated": diff, "kept": gates.kept_per_layer()}
             rows.append(row)
+            lap("finetune_and_count")
             if (criterion == "taylor_fo" and claim_model is None
                     and row["param_reduction"] >= settings.target_param_reduction):
                 claim_model = pruned
@@ -1151,6 +1174,9 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
         xt = bundle.test.x[:settings.timing_batch].cpu()
         out["timing"] = compare_inference_time(dense, claim_model.cpu().eval(), xt,
                                                repeats=settings.timing_repeats)
+    lap("timing")
+    out["phase_seconds"] = phases
+    out["phase_cpu_seconds"] = phases_cpu
     gates.remove()
     return out
 
