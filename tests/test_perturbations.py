@@ -267,20 +267,27 @@ def test_auc_drop_is_paired_and_averaged_over_seeds():
 # ----------------------------------------------------------------------------- study 02 pipeline
 
 
-def test_screening_classifier_space_to_depth_is_lossless_and_outputs_two_logits():
-    m = P.screening_classifier(image_size=32, unshuffle=4, widths=(4, 8), blocks_per_stage=(1, 1), seed=0)
+def test_screening_classifier_shapes_seed_and_maxpool_keeps_a_speck():
+    m = P.screening_classifier(image_size=32, pool=4, widths=(4, 8), blocks_per_stage=(1, 1), seed=0)
     x = _img(n=3, c=1, h=32, w=32)
     assert m(x).shape == (3, 2)
-    z = m[0](x)
-    assert z.shape == (3, 16, 8, 8)
-    assert torch.equal(torch.nn.PixelShuffle(4)(z), x)          # nothing averaged away
-    assert m.config["unshuffle"] == 4 and m.config["resnet"]["in_channels"] == 16
-    with pytest.raises(ValueError, match="unshuffle"):
-        P.screening_classifier(image_size=30, unshuffle=4)
-    # the same seed gives the same initial weights (m itself ran in train mode: BN stats moved)
-    m2, m3 = (P.screening_classifier(image_size=32, unshuffle=4, widths=(4, 8), blocks_per_stage=(1, 1),
+    assert m[0](x).shape == (3, 8, 8, 8)
+    assert m.config["pool"] == 4 and m.config["resnet"]["image_size"] == 8
+    with pytest.raises(ValueError, match="pool"):
+        P.screening_classifier(image_size=30, pool=4)
+    m2, m3 = (P.screening_classifier(image_size=32, pool=4, widths=(4, 8), blocks_per_stage=(1, 1),
                                      seed=0) for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m2.state_dict().values()))
+    # a single bright pixel: the pooled stem output holds the same peak response as the
+    # full-resolution stem output (max-pooling), not the peak divided by pool^2 (average)
+    m2.eval()
+    imp = torch.zeros((1, 1, 32, 32))
+    imp[0, 0, 13, 18] = 1.0
+    conv_relu = torch.nn.Sequential(*list(m2[0])[:3])
+    with torch.no_grad():
+        full = conv_relu(imp)
+        pooled = m2[0](imp)
+    assert torch.allclose(pooled.amax(dim=(2, 3)), full.amax(dim=(2, 3)))
 
 
 def test_perturb_dispatch_levels():
