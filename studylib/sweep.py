@@ -29,6 +29,8 @@ retries of lost workers and cancellation.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import csv
 import hashlib
 import io
@@ -248,6 +250,34 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         A :class:`PointResult` as a dict. Also writes ``point.json`` (id, overrides, status,
         attempts, runtime) next to the point's ``results.json``.
     """
+    return _in_private_event_loop(lambda: _run_point(task))
+
+
+def _in_private_event_loop(fn: Callable[[], Any]) -> Any:
+    """Call ``fn()`` in a fresh ``contextvars`` context and close the event loop it made.
+
+    Papermill's client (nbclient, via jupyter_core) keeps its asyncio loop in a context
+    variable. Dask runs a task in a *copy* of a context, so when this process had already
+    executed a notebook, two worker threads would inherit and share that one loop ("This event
+    loop is already running"). A fresh context gives each task its own loop, closed afterwards
+    so long sweeps do not leak file descriptors.
+    """
+    def call() -> Any:
+        try:
+            return fn()
+        finally:
+            try:
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+            except RuntimeError:  # no loop was set on this thread
+                loop = None
+            if loop is not None and not loop.is_running():
+                loop.close()
+                asyncio.set_event_loop(None)
+
+    return contextvars.Context().run(call)
+
+
+def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     plan: StudyPlan = task["plan"]
     runner = Runner(cwd=task.get("cwd"), kernel_name=task.get("kernel_name", "python3"),
                     render_html=task.get("render_html", True), progress_bar=False, log=None)

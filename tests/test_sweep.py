@@ -249,3 +249,18 @@ def test_sweep_report_of_a_seed_sweep_from_results_files(tmp_path):
     with pytest.raises(ValidationError, match="valid: seeds"):
         write_sweep_report(spec, root, x="scale")
     assert temp_leftovers(root) == []
+
+
+def test_threaded_points_after_a_main_thread_run_get_their_own_event_loops(tmp_path):
+    """Regression: after this process ran a notebook, Dask threads shared its asyncio loop
+    ("This event loop is already running"). fx1_raises fails fast, with its own error."""
+    runner = Runner(notebooks_dir=FIXTURES_DIR, output_root=tmp_path / "run",
+                    render_html=False, log=None)
+    (plan,) = runner.plan("smoke", ["fx1_raises"])
+    assert runner.execute(plan).error == "ZeroDivisionError: division by zero"
+    f = _write_sweep(tmp_path / "loops.yaml", {"study": "fx1_raises",
+                                              "grid": {"seeds": [[0], [1]]}})
+    spec = load_sweep(f)
+    run = run_sweep(spec, plan_sweep(spec, runner, tmp_path / "out"), executor="dask",
+                    workers=2, processes=False, retries=0, render_html=False, log=None)
+    assert [r.error for r in run.results] == ["ZeroDivisionError: division by zero"] * 2
