@@ -624,7 +624,7 @@ def _arch_kwargs(arch: str, spec: Mapping[str, Any], input_shape: Sequence[int],
 def train_family(data: Any, architectures: Mapping[str, Mapping[str, Any]],
                  regimes: Mapping[str, Mapping[str, Any]], seeds: Iterable[int], config: Any, *,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 ) -> dict[tuple[str, str, int], nn.Module]:
+                 cache: bool = True) -> dict[tuple[str, str, int], nn.Module]:
     """Train one model per (architecture, regime, seed) through the checkpoint cache.
 
     Args:
@@ -637,6 +637,7 @@ def train_family(data: Any, architectures: Mapping[str, Mapping[str, Any]],
         config: a ``studylib.training.TrainConfig``.
         device: where to train.
         progress: show a bar over the models.
+        cache: read and write the checkpoint cache (default True).
 
     Returns:
         ``{(arch_label, regime_label, seed): trained model (eval mode)}``.
@@ -658,7 +659,7 @@ def train_family(data: Any, architectures: Mapping[str, Mapping[str, Any]],
         regime = make_regime(kind, **rspec)
         out[(arch, reg, seed)] = fit(model, data, config, seed=seed, device=device,
                                      loss_fn=regime.loss_fn, loss_id=regime.loss_id,
-                                     progress=False)
+                                     progress=False, cache=cache)
     return out
 
 
@@ -797,6 +798,7 @@ def psi_subset_scores(per_point, n_points_values: Sequence[int]):
     import pandas as pd
 
     rows = []
+    n_points_values = sorted({int(n) for n in n_points_values})
     for _, r in per_point.iterrows():
         for n in n_points_values:
             n = min(int(n), len(r.psi))
