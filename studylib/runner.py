@@ -23,13 +23,16 @@ Example:
 from __future__ import annotations
 
 import ast
+import io
 import json
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,13 +113,27 @@ def _find_parameters_cell(nb: dict) -> dict | None:
     return None
 
 
-def _ast_assignments(source: str) -> dict[str, str]:
-    """Top-level ``name = value`` assignments of a cell, name -> value source (in order)."""
+def _line_comments(source: str) -> dict[int, str]:
+    """Line number -> text of the ``# comment`` on that line (without the ``#``)."""
+    out: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                out[tok.start[0]] = tok.string.lstrip("#").strip()
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return out
+
+
+def _ast_assignments(source: str) -> dict[str, tuple[str, str]]:
+    """Top-level ``name = value`` assignments of a cell: name -> (value source, comment of
+    its last line), in order."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return {}
-    out: dict[str, str] = {}
+    comments = _line_comments(source)
+    out: dict[str, tuple[str, str]] = {}
     for node in tree.body:
         target = value = None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -124,7 +141,8 @@ def _ast_assignments(source: str) -> dict[str, str]:
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             target, value = node.target, node.value
         if isinstance(target, ast.Name) and value is not None:
-            out[target.id] = ast.get_source_segment(source, value) or ""
+            out[target.id] = (ast.get_source_segment(source, value) or "",
+                              comments.get(node.end_lineno or node.lineno, ""))
     return out
 
 
@@ -147,12 +165,22 @@ def read_parameters(notebook: str | os.PathLike) -> dict[str, Parameter]:
     if cell is None:
         raise ValidationError(f"{notebook} has no code cell tagged 'parameters'")
     source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-    inspected = papermill.inspect_notebook(str(notebook))
+    # papermill's line parser warns about (and skips) lines with a second "=" in a comment;
+    # those are recovered below, so its warning is only noise here.
+    pm_log = logging.getLogger("papermill")
+    level = pm_log.level
+    pm_log.setLevel(logging.ERROR)
+    try:
+        inspected = papermill.inspect_notebook(str(notebook))
+    finally:
+        pm_log.setLevel(level)
     from_ast = _ast_assignments(source)
     params: dict[str, Parameter] = {}
     for name in list(inspected) + [n for n in from_ast if n not in inspected]:
-        info = inspected.get(name, {})
-        default_source = from_ast.get(name, info.get("default", ""))
+        info = dict(inspected.get(name, {}))
+        if name in from_ast and not info.get("help"):
+            info["help"] = from_ast[name][1]
+        default_source = from_ast[name][0] if name in from_ast else info.get("default", "")
         ok, default = _literal(default_source)
         annotation = info.get("inferred_type_name", "None")
         if annotation and annotation != "None":
@@ -663,10 +691,12 @@ def format_listing(runner: Runner) -> str:
         if params:
             nw = max(len(n) for n in params)
             tw = max(len(p.type_name) for p in params.values())
-            dw = min(max(len(p.default_source) for p in params.values()), 40)
+            shown = {n: (p.default_source if len(p.default_source) <= 40
+                         else p.default_source[:36] + " ...") for n, p in params.items()}
+            dw = max(len(v) for v in shown.values())
             for p in params.values():
                 lines.append(f"  {p.name:<{nw}}  {p.type_name:<{tw}}  "
-                             f"{p.default_source:<{dw}}  {p.help}".rstrip())
+                             f"{shown[p.name]:<{dw}}  {p.help}".rstrip())
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else f"no studies under {runner.notebooks_dir}"
 

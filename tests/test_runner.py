@@ -73,6 +73,7 @@ def test_read_parameters_none_default_accepts_anything_and_recovers_skipped_line
     assert params["limit"].type_name == "None"
     assert params["limit"].accepts("x") and params["limit"].accepts([1])
     assert params["ratio"].type_name == "float" and params["ratio"].default == 0.5
+    assert params["ratio"].help == "a=b in a comment makes papermill skip this line"
 
 
 def test_read_parameters_requires_a_parameters_cell(tmp_path):
