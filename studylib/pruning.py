@@ -346,7 +346,33 @@ def _param_scores(gates: ChannelGates, kind: str) -> torch.Tensor:
 
 
 def _shared_divisor(gates: ChannelGates) -> torch.Tensor:
-    return torch.cat([torch.full((g.channels,), float(g.n_shared)) for g in gates.gates])
+    div = getattr(gates, "_divisor", None)
+    if div is None:  # computed once: the sharing never changes
+        div = torch.cat([torch.full((g.channels,), float(g.n_shared)) for g in gates.gates])
+        gates._divisor = div
+    return div
+
+
+def gate_grads_from_params(gates: ChannelGates) -> torch.Tensor:
+    """``dL/dz`` at ``z = 1`` computed from parameter gradients only (no gate hook needed).
+
+    A gate after a BatchNorm scales ``gamma * xhat + beta``, so ``dL/dz = gamma g_gamma +
+    beta g_beta``; a gate after a conv/linear layer without BatchNorm scales ``W x + b``, so
+    ``dL/dz = sum_s w_s g_s`` over the filter's weights and bias (the paper's
+    ``(sum_s g_s w_s)``); a shared gate sums its places. Equals :meth:`ChannelGates.gate_grads`
+    wherever the gate is 1, and lets a training loop score channels with the hooks removed.
+    Read after ``loss.backward()``; flat CPU tensor.
+    """
+    out = []
+    for g in gates.gates:
+        total = torch.zeros(g.channels)
+        for place in g.modules:
+            for t in (place.weight, place.bias):
+                if t is None or t.grad is None:
+                    continue
+                total += (t.detach() * t.grad.detach()).reshape(t.shape[0], -1).sum(1).cpu()
+        out.append(total)
+    return torch.cat(out)
 
 
 def minibatch_scores(gates: ChannelGates, criteria: Sequence[str], *,

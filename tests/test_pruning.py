@@ -19,6 +19,7 @@ from studylib.pruning import (
     compare_inference_time,
     count_flops_params,
     curve_gap,
+    gate_grads_from_params,
     gate_hessian_diagonal,
     loss_vs_removed,
     lowest_active,
@@ -463,3 +464,16 @@ def test_claim_evidence_layout():
     assert ev["ci95"] == ev["a_rho_ci95"]
     assert ev["b_rho_ci95"] == [4.0, 4.0]
     assert ev["n_seeds"] == 3 and ev["threshold"] == 0.9
+
+
+@pytest.mark.parametrize("builder", [_lenet, _resnet])
+def test_gate_gradient_equals_parameter_identity(builder):
+    torch.manual_seed(11)
+    model = builder()
+    cin = 1 if builder is _lenet else 2
+    x, y = torch.rand(6, cin, 8, 8), torch.randint(0, 3, (6,))
+    _warm_bn(model, x)
+    gates = ChannelGates(model, x[:2])
+    model.train()
+    F.cross_entropy(model(x), y).backward()
+    _close(gate_grads_from_params(gates), gates.gate_grads(), tol=1e-5)
