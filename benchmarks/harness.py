@@ -37,16 +37,45 @@ class Timing:
     @classmethod
     def of(cls, fn: Callable[[], Any], reps: int = 5, device: torch.device | None = None) -> Timing:
         fn()  # warm-up: allocations, lazy init, caches
-        times = []
-        for _ in range(max(1, reps)):
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - t0)
+        return cls.from_times([_timed(fn, device) for _ in range(max(1, reps))])
+
+    @classmethod
+    def from_times(cls, times: list[float]) -> Timing:
+        """Median, min and max of measured seconds."""
+        if not times:
+            raise ValueError("times must not be empty")
         return cls(statistics.median(times), min(times), max(times), len(times))
+
+    @classmethod
+    def compare(cls, *fns: Callable[[], Any], reps: int = 5,
+                device: torch.device | None = None) -> tuple[Timing, ...]:
+        """Time several functions in alternation (a, b, ..., a, b, ...) after one warm-up call
+        each, so that all see the same background load; one :class:`Timing` per function, in
+        the order given.
+
+        On a shared machine the load drifts over seconds; timing all repetitions of one side
+        and then all of the other would let that drift show up as a speed difference."""
+        if not fns:
+            raise ValueError("compare needs at least one function")
+        for fn in fns:
+            fn()
+        times: list[list[float]] = [[] for _ in fns]
+        for _ in range(max(1, reps)):
+            for i, fn in enumerate(fns):
+                times[i].append(_timed(fn, device))
+        return tuple(cls.from_times(t) for t in times)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device | None) -> float:
+    """Seconds of one call of ``fn`` (CUDA work synchronised before and after)."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
 
 
 @dataclass
@@ -84,8 +113,21 @@ def machine_info(device: torch.device) -> dict[str, str]:
     return info
 
 
-def _fmt(t: Timing | None) -> str:
+def fmt_timing(t: Timing | None) -> str:
+    """``median ms (min-max)`` of a timing, ``-`` for None."""
     return "-" if t is None else f"{t.median_s * 1e3:.1f} ms ({t.min_s * 1e3:.1f}-{t.max_s * 1e3:.1f})"
+
+
+def fmt_ratio(r: CaseResult) -> str:
+    """The ratio column: ``5.20x faster`` for speed-ups (reference / ours), ``1.05x time`` for
+    time ratios (ours / reference), ``12.3 min`` for minutes, ``-`` when there is none."""
+    if r.ratio is None:
+        return "-"
+    if r.ratio_kind.startswith("minutes"):
+        return f"{r.ratio:.1f} min"
+    if r.ratio_kind.startswith("time ratio"):
+        return f"{r.ratio:.2f}x time"
+    return f"{r.ratio:.2f}x faster"
 
 
 def write_reports(results: list[CaseResult], device: torch.device, out_dir: Path) -> tuple[Path, Path]:
@@ -106,12 +148,13 @@ def write_reports(results: list[CaseResult], device: torch.device, out_dir: Path
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results, 1):
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        ratio = fmt_ratio(r)
         met = {True: "yes", False: "**no**", None: "-"}[r.target_met]
         if r.error:
             met = f"**error**: {r.error}"
-        lines.append(f"| {i} | {r.description} | {r.equality} | {_fmt(r.ours)} | "
-                     f"{_fmt(r.reference)} | {ratio} | {r.target} | {met} |")
+        cells = [str(i), r.description, r.equality, fmt_timing(r.ours), fmt_timing(r.reference),
+                 ratio, r.target, met]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     extras = [(r.name, r.extra) for r in results if r.extra]
     if extras:
         lines += ["", "## Details", ""]
