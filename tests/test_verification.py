@@ -305,7 +305,7 @@ def test_dropout_networks_have_fixed_masks():
     assert mask.shape == (8, 16) and set(mask.unique().tolist()) <= {0.0, 2.0}
     x = torch.rand(5, 12)
     h = torch.relu(net.features[1](x))  # (5, 16)
-    ref = torch.stack([net.classifier((h * mask[s]))for s in range(8)]).detach()
+    ref = torch.stack([net.classifier(h * mask[s]) for s in range(8)]).detach()
     assert torch.allclose(nets(x), ref, atol=1e-5)
     again = V.network_set_from_dropout(net, 8, seed=1)
     assert torch.equal(again.masks["features.3"], mask)
