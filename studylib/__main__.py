@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write <output-root>/<profile>/REPORT.md from results")
     p.add_argument("--profile", default="default", help="profile folder to report on")
+    p.add_argument("--readme", action="store_true",
+                   help="also rewrite the headline verdicts table in README.md")
     p.add_argument("--output-root", default=None, metavar="DIR",
                    help="default: outputs/")
 

@@ -329,9 +329,46 @@ def write_report(profile: str, output_root: str | os.PathLike | None = None) -> 
 
 def cmd_report(args) -> int:
     path = write_report(args.profile, args.output_root)
+    if getattr(args, "readme", False):
+        update_readme(paths.REPO_ROOT / "README.md", args.profile, args.output_root)
     try:
         shown = path.relative_to(paths.REPO_ROOT).as_posix()
     except ValueError:
         shown = str(path)
     print(f"report: {shown}", file=sys.stdout)
     return 0
+
+
+# ----------------------------------------------------------------------------- README headline
+
+HEADLINE_START = "<!-- headline:start (written by `python -m studylib report --readme`) -->"
+HEADLINE_END = "<!-- headline:end -->"
+
+
+def headline_markdown(profile: str, output_root: str | os.PathLike | None = None) -> str:
+    """One line per study: its verdict counts at ``profile``, from the results.json files."""
+    root = paths.resolve(output_root or paths.OUTPUTS_DIR)
+    lines = [f"Verdicts at the `{profile}` profile (from [`REPORT.md`](outputs/{profile}/"
+             f"{REPORT_NAME})):", "", "| study | status | verdicts |", "|---|---|---|"]
+    for study, _d, res in collect(root / profile):
+        if res is None:
+            lines.append(f"| `{study}` | no results | - |")
+            continue
+        status = res.get("status", "?")
+        text = claims_paragraph(res.get("claims", [])) if status == "ok" else \
+            md_escape(str(res.get("error", "failed"))[:120])
+        lines.append(f"| `{study}` | {status} | {text} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, profile: str,
+                  output_root: str | os.PathLike | None = None) -> Path:
+    """Replace the text between the headline markers of ``readme`` (atomically)."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    if HEADLINE_START not in text or HEADLINE_END not in text:
+        raise ValueError(f"{path} has no headline markers ({HEADLINE_START} ... {HEADLINE_END})")
+    head, rest = text.split(HEADLINE_START, 1)
+    _, tail = rest.split(HEADLINE_END, 1)
+    body = headline_markdown(profile, output_root)
+    return atomic_write_text(path, f"{head}{HEADLINE_START}\n{body}\n{HEADLINE_END}{tail}")
