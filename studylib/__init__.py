@@ -5,21 +5,26 @@ hold only glue, prose and figures. Public names most notebooks need are re-expor
 technique modules (``studylib.attacks``, ``studylib.landscape`` ...) are imported by name.
 """
 
-from .results import (
-    INCONCLUSIVE,
-    NOT_REPRODUCED,
-    REPRODUCED,
-    Verdict,
-    bootstrap_ci,
-    combine_verdicts,
-    mean_ci,
-    verdict_at_least,
-    verdict_at_most,
-    verdict_from_bool,
-    verdict_greater,
-    verdict_less,
-)
-from .runtime import StudyContext, capture_parameters, progress, seed_everything, select_device
+import importlib
+from typing import Any
+
+# Public names re-exported lazily (PEP 562), so `python -m studylib list` or `report` does not
+# pay for importing torch and seaborn before it needs them.
+_EXPORTS = {
+    "INCONCLUSIVE": "results", "NOT_REPRODUCED": "results", "REPRODUCED": "results",
+    "Verdict": "results", "bootstrap_ci": "results", "combine_verdicts": "results",
+    "mean_ci": "results", "verdict_at_least": "results", "verdict_at_most": "results",
+    "verdict_from_bool": "results", "verdict_greater": "results", "verdict_less": "results",
+    "StudyContext": "runtime", "capture_parameters": "runtime", "progress": "runtime",
+    "seed_everything": "runtime", "select_device": "runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'studylib' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
