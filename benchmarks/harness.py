@@ -8,6 +8,7 @@ time both sides on the same inputs in this one process.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -110,6 +111,10 @@ def machine_info(device: torch.device) -> dict[str, str]:
         pass
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    try:  # other jobs on the machine slow every timing: say how busy it was
+        info["load_average_1min"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} logical CPUs"
+    except (AttributeError, OSError):  # pragma: no cover - not on every OS
+        pass
     return info
 
 
