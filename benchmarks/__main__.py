@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from studylib import paths
-from studylib.runtime import seed_everything, select_device
+from studylib.runtime import apply_thread_setting, seed_everything, select_device
 
 from .cases import CASES
 from .harness import BenchmarkMismatch, CaseResult, write_reports
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.reps < 5:
         ap.error("--reps must be >= 5 (the report gives a median of at least five runs)")
+    apply_thread_setting()
     device = select_device(args.device)
     results: list[CaseResult] = []
     failed = False
