@@ -46,22 +46,27 @@ import copy
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
-from pyro.infer.autoguide.initialization import init_to_value
-from pyro.nn import PyroModule, PyroSample
-from pyro.nn.module import to_pyro_module_
 from torch import nn
+
+with warnings.catch_warnings():
+    # pyro's MCMC imports tqdm.auto, which warns in notebooks without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+    from pyro.infer.autoguide.initialization import init_to_value
+    from pyro.nn import PyroModule, PyroSample
+    from pyro.nn.module import to_pyro_module_
 
 from . import paths
 from .io import atomic_torch_save
@@ -171,7 +176,7 @@ class BayesianNet:
     def _make_pyro_body(self, body: nn.Module) -> PyroModule:
         pb = copy.deepcopy(body).eval()
         to_pyro_module_(pb)
-        for mod_name, module in list(pb.named_modules()):
+        for module in list(pb.modules()):
             for p_name, p in list(module.named_parameters(recurse=False)):
                 delattr(module, p_name)
                 setattr(module, p_name, PyroSample(self._prior(p.shape)))
