@@ -301,7 +301,8 @@ class RISE:
         grid_size: ``s`` (>= 1), cells per side.
         keep_prob: ``p`` in (0, 1], probability that a cell is kept (shows the image).
         seed: seed of the masks.
-        batch_size: masked images per forward call (default 4096).
+        batch_size: masked images per forward call (default 512; on a CPU larger batches
+            run slower because their intermediates fall out of cache, see outputs/bench).
 
     Example:
         >>> rise = RISE(probability_forward(model), n_masks=1000, grid_size=7, keep_prob=0.5)
@@ -309,7 +310,7 @@ class RISE:
     """
 
     def __init__(self, forward: ScoreFn, *, n_masks: int, grid_size: int = 7, keep_prob: float = 0.5,
-                 seed: int = 0, batch_size: int = 4096) -> None:
+                 seed: int = 0, batch_size: int = 512) -> None:
         if int(n_masks) < 1:
             raise ValueError(f"n_masks must be >= 1, got {n_masks}")
         if int(grid_size) < 1:
@@ -733,7 +734,7 @@ class SaliencyStudyConfig:
         [s, p] for s in (4, 7, 10) for p in (0.3, 0.5, 0.7)])
     rise_sp_n: int = 1000
     rise_sp_images: int = 50
-    rise_batch_size: int = 4096
+    rise_batch_size: int = 512
     rise_centered: bool = True
     ig_steps: int = 16
     region_size: int = 4
