@@ -1248,8 +1248,9 @@ def plot_score_histograms(scores: Mapping[str, Mapping[str, Sequence[np.ndarray]
 
 
 def plot_elbo(models_by_seed: Mapping[int, Mapping[str, StochasticClassifier]]):
-    """Per-epoch negative ELBO per example of every VI posterior (one panel per model, one
-    line per seed): shows how far SVI got in its budget. Returns the figure."""
+    """Per-epoch SVI loss per example of every VI posterior (one panel per model, one line per
+    seed): the negative ELBO with the likelihood divided by ``kl_weight``, i.e.
+    ``(NLL / kl_weight + KL) / n``; shows how far SVI got in its budget. Returns the figure."""
     import matplotlib.pyplot as plt
 
     names = [m for m in MODEL_NAMES
@@ -1261,10 +1262,9 @@ def plot_elbo(models_by_seed: Mapping[int, Mapping[str, StochasticClassifier]]):
             h = getattr(ms[m], "history", [])
             if h:
                 ax.plot(range(1, len(h) + 1), h, label=f"seed {s}")
-        ax.set_yscale("log")
         ax.set_title(m)
         ax.set_xlabel("SVI epoch")
-    axes[0, 0].set_ylabel("loss per example")
+    axes[0, 0].set_ylabel("SVI loss per example")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
