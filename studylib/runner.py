@@ -41,6 +41,7 @@ import yaml
 
 from . import paths
 from .io import atomic_write_json, atomic_write_text
+from .report import _read_json
 
 SMOKE = "smoke"
 #: Parameters the runner injects itself; profiles and ``--set`` may not name them
@@ -650,14 +651,6 @@ class Runner:
             self._say(msg)
             outcomes.append(outcome)
         return outcomes
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _display_path(path: Path) -> str:
