@@ -7,6 +7,7 @@ readers see either the old file or the complete new one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -55,9 +56,24 @@ def to_jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON atomically; numpy scalars/arrays and tensors are converted."""
-    text = json.dumps(obj, indent=indent, default=_json_default, allow_nan=True) + "\n"
+    """Write ``obj`` as strict JSON atomically.
+
+    numpy scalars/arrays and tensors are converted; NaN and infinities (e.g. the confidence
+    interval of a single seed) are written as ``null``, so any JSON parser can read the file.
+    """
+    text = json.dumps(_finite_or_null(to_jsonable(obj)), indent=indent, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
 
 

@@ -17,8 +17,15 @@ from torch import nn
 
 
 def _feature_dim(features: nn.Module, in_channels: int, image_size: int) -> int:
-    with torch.no_grad():
-        return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
+    """Width of ``features``' flattened output, found by one forward pass in eval mode (so that
+    BatchNorm running statistics and ``num_batches_tracked`` keep their initial values)."""
+    was_training = features.training
+    features.eval()
+    try:
+        with torch.no_grad():
+            return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
+    finally:
+        features.train(was_training)
 
 
 class SmallCNN(nn.Module):

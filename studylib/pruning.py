@@ -107,8 +107,13 @@ class Gate:
 
 
 def _final_layer(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module | None:
-    with torch.no_grad():
-        out = model(example_inputs)
+    was_training = model.training
+    model.eval()  # leave BatchNorm running statistics untouched
+    try:
+        with torch.no_grad():
+            out = model(example_inputs)
+    finally:
+        model.train(was_training)
     n_out = out.shape[-1] if out.dim() > 1 else out.numel()
     last = None
     for m in model.modules():

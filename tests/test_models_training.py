@@ -47,6 +47,20 @@ def test_seeded_build_does_not_touch_global_rng():
     assert torch.equal(torch.rand(1), a)
 
 
+@pytest.mark.parametrize("name, kwargs", [("small_cnn", {"batchnorm": True}),
+                                          ("lenet", {"batchnorm": True}),
+                                          ("resnet", {"widths": [4, 8, 16]})])
+def test_build_leaves_batchnorm_statistics_at_their_initial_values(name, kwargs):
+    """Building runs one shape-probing forward pass; it must not count as a training batch."""
+    model = build_model(name, in_channels=1, num_classes=3, image_size=16, seed=0, **kwargs)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and model.training
+    for bn in bns:
+        assert int(bn.num_batches_tracked) == 0
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+
+
 def test_fit_learns_and_cache_returns_same_weights(tmp_path):
     data, cfg = _toy(n=1024), TrainConfig(epochs=15, batch_size=128, lr=1e-2)
     m1 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,

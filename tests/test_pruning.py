@@ -126,6 +126,15 @@ def test_gates_are_not_parameters_and_start_at_one():
     assert np.all(gates.values().numpy() == 1.0)
 
 
+def test_building_gates_leaves_batchnorm_statistics_and_mode_untouched():
+    model = _resnet().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ChannelGates(model, torch.rand(2, 2, 8, 8))
+    assert model.training
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 # ------------------------------------------------------------------ second-order gate score
 
 

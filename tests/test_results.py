@@ -126,3 +126,16 @@ def test_atomic_write_json_replaces_whole_file(tmp_path):
     atomic_write_json(p, {"c": 1})
     assert json.loads(p.read_text()) == {"c": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_write_json_writes_strict_json_with_null_for_non_finite(tmp_path):
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"ci95": [float("nan"), np.float64("nan")], "x": (float("inf"), 2.0),
+                          "nested": {"m": np.array([np.nan, 1.0])}})
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    # a strict parser (NaN constants rejected) reads it back
+    def reject(c):
+        raise ValueError(c)
+    assert json.loads(text, parse_constant=reject) == {
+        "ci95": [None, None], "x": [None, 2.0], "nested": {"m": [None, 1.0]}}
