@@ -71,6 +71,25 @@ def test_occlusion_patch_window_sums_the_window_and_batching_does_not_change_map
     expected = block.repeat_interleave(2, 1).repeat_interleave(2, 2)
     _assert_close(maps1, expected)
     _assert_close(maps4, maps1, atol=1e-6)
+    auto = sal.occlusion_maps(model, x, 1, b, patch=2, stride=2)  # None: ~512 images per call
+    _assert_close(auto, maps1, atol=1e-6)
+    with pytest.raises(ValueError):
+        sal.occlusion_maps(model, x, 1, b, patch=2, stride=2, perturbations_per_eval=0)
+
+
+def test_channels_last_probability_forward_matches_and_leaves_model_alone():
+    from studylib.models import build_model
+
+    model = build_model("small_cnn", in_channels=3, num_classes=4, image_size=16, width=4,
+                        hidden=8, seed=0)
+    x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = sal.probability_forward(model)(x)
+        fast = sal.probability_forward(model, channels_last=True)(x)
+    assert torch.allclose(plain.sum(1), torch.ones(5))
+    _assert_close(fast, plain, atol=1e-6)
+    conv = model.features[0].weight
+    assert conv.is_contiguous()  # the caller's model keeps its memory format
 
 
 def test_occlusion_rejects_bad_patch():
