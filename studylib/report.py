@@ -5,8 +5,9 @@ contract in ``shared/DESIGN.md``) and writes ``outputs/default/REPORT.md`` with
 
 - a summary table of the studies (status, claims reproduced, runtime, device);
 - one table of every claim (study, claim id, verdict, key evidence with its 95% CI, seeds);
-- a section per study: a generated paragraph ("k of n claims reproduced; not reproduced: ...;
-  inconclusive: ..."), the claims' statements, the metrics, relative links to the rendered
+- a section per study: a one-line summary ("k of n claims reproduced; not reproduced: ...;
+  inconclusive: ..."), a short paragraph of the claims' statements grouped by verdict with
+  their key evidence (:func:`study_paragraph`), the metrics, relative links to the rendered
   notebook (HTML and ipynb) and to each figure, and for a failed study its error.
 
 The text is a pure function of the results files (no dates, studies and figures sorted), so a
@@ -144,6 +145,34 @@ def claims_paragraph(claims: list[dict[str, Any]]) -> str:
     if by["inconclusive"]:
         text += "; inconclusive: " + ", ".join(f"`{i}`" for i in by["inconclusive"])
     return text + "."
+
+
+def study_paragraph(claims: list[dict[str, Any]]) -> str:
+    """A short paragraph of what reproduced and what did not, in the claims' own words.
+
+    The statements are grouped by verdict, each followed by its key evidence with the 95% CI
+    (the first item of :func:`format_evidence`), so a reader learns what was tested and how
+    far from the threshold it landed without opening the notebook. Generated from the
+    results, so it cannot drift from the numbers.
+    """
+    if not claims:
+        return ""
+    labels = {"reproduced": "Reproduced", "not reproduced": "Not reproduced",
+              "inconclusive": "Inconclusive (the 95% CI straddles the threshold, or too few "
+                              "seeds for an interval)"}
+    parts = []
+    for verdict in VERDICT_ORDER:
+        group = [c for c in claims if c.get("verdict") == verdict]
+        if not group:
+            continue
+        items = []
+        for c in group:
+            statement = str(c.get("statement", "")).strip().rstrip(".")
+            ev = c.get("evidence") if isinstance(c.get("evidence"), dict) else {}
+            shown = format_evidence(ev, max_items=1).removesuffix("; ...")
+            items.append(md_escape(statement) + (f" ({shown})" if shown else ""))
+        parts.append(f"**{labels[verdict]}:** " + "; ".join(items) + ".")
+    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------- collecting
@@ -294,11 +323,9 @@ def _study_section(study: str, d: Path, res: dict[str, Any] | None,
             lines += [f"**Failed**: `{md_escape(res.get('error', 'unknown error'))}`", ""]
         claims = res.get("claims", []) or []
         lines += [claims_paragraph(claims), ""]
-        for c in claims:
-            lines.append(f"- `{md_escape(c.get('id', '?'))}` ({md_escape(c.get('verdict', '?'))}): "
-                         f"{md_escape(c.get('statement', ''))}")
-        if claims:
-            lines.append("")
+        paragraph = study_paragraph(claims)
+        if paragraph:
+            lines += [paragraph, ""]
         metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
         if metrics:
             lines += ["| metric | value |", "|---|---|"]

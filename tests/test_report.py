@@ -15,6 +15,7 @@ from studylib.report import (
     claims_paragraph,
     fmt_number,
     format_evidence,
+    study_paragraph,
     write_report,
 )
 
@@ -50,6 +51,22 @@ def test_claims_paragraph_counts_and_names():
                                         "inconclusive: `c`.")
     assert claims_paragraph(claims[:1]) == "1 of 1 claims reproduced."
     assert claims_paragraph([]) == "No claims were recorded."
+
+
+def test_study_paragraph_groups_statements_by_verdict_with_their_evidence():
+    claims = [
+        {"id": "b", "verdict": "not reproduced", "statement": "B is larger than 2.",
+         "evidence": {"ratio": 1.5, "ci95": [1.2, 1.8], "other": 7, "n_seeds": 3}},
+        {"id": "a", "verdict": "reproduced", "statement": "A holds",
+         "evidence": {"rho": 0.9, "ci95": [0.85, 0.95]}},
+        {"id": "c", "verdict": "inconclusive", "statement": "C | D", "evidence": {}},
+    ]
+    text = study_paragraph(claims)
+    assert text.startswith("**Reproduced:** A holds (rho = 0.9 [0.85, 0.95]). ")
+    assert "**Not reproduced:** B is larger than 2 (ratio = 1.5 [1.2, 1.8]). " in text
+    assert "7" not in text  # only the first evidence item
+    assert text.endswith(":** C \\| D.")
+    assert study_paragraph([]) == ""
 
 
 def test_claim_n_seeds_prefers_evidence_then_study_seeds():
@@ -119,7 +136,7 @@ def test_report_tables_sections_and_links(profile_root):
     assert "**Failed**: `ValueError: bad grid`" in text
     assert "**Unfinished**" in text
     assert "1 of 2 claims reproduced; inconclusive: `beats_weight_norm`." in text
-    assert "`fo_correlates_with_oracle` (reproduced): rho >= 0.9 \\| ranked alike" in text
+    assert "**Reproduced:** rho >= 0.9 \\| ranked alike (" in text
     assert "| clean_accuracy | 0.9312 |" in text
     assert "runtime: 12.3 s" in text
     # relative links that resolve from the report's folder
