@@ -75,7 +75,7 @@ notebooks: $(STAMP)
 # Benchmarks (added by another issue): runs `python -m benchmarks` when the package exists.
 bench: $(STAMP)
 	@if [ -e benchmarks/__init__.py ] || [ -e benchmarks/__main__.py ] || [ -e benchmarks.py ]; then \
-		$(PY) -m benchmarks; \
+		$(PY) -m benchmarks --readme README.md; \
 	else \
 		echo "no benchmarks yet (benchmarks/ is added by a later issue)"; \
 	fi

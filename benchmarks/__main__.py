@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--only NAME ...] [--reps 5] [--device auto] [--out outputs/bench]``."""
+"""``python -m benchmarks [--only NAME ...] [--reps 5] [--device auto] [--out outputs/bench]
+[--readme README.md]``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from studylib import paths
 from studylib.runtime import apply_thread_setting, seed_everything, select_device
 
 from .cases import CASES
-from .harness import BenchmarkMismatch, CaseResult, write_reports
+from .harness import BenchmarkMismatch, CaseResult, update_readme, write_reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     ap.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")
     ap.add_argument("--out", default=str(paths.OUTPUTS_DIR / "bench"), help="output folder")
+    ap.add_argument("--readme", default=None,
+                    help="also rewrite this README's benchmark section (make bench: README.md)")
     args = ap.parse_args(argv)
     if args.reps < 5:
         ap.error("--reps must be >= 5 (the report gives a median of at least five runs)")
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
     json_path, md_path = write_reports(results, device, paths.resolve(args.out))
     print(f"wrote {json_path} and {md_path}")
+    if args.readme:
+        print(f"updated {update_readme(args.readme, json_path)}")
     return 1 if failed else 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from studylib.io import atomic_write_json, atomic_write_text
+from studylib.io import atomic_write_json, atomic_write_text, replace_between_markers
 
 
 class BenchmarkMismatch(AssertionError):
@@ -167,3 +167,39 @@ def write_reports(results: list[CaseResult], device: torch.device, out_dir: Path
             lines.append(f"- `{name}`: " + "; ".join(f"{k} = {v}" for k, v in extra.items()))
     md_path = atomic_write_text(out_dir / "BENCH.md", "\n".join(lines) + "\n")
     return json_path, md_path
+
+
+README_START = "<!-- bench:start (written by `python -m benchmarks --readme README.md`) -->"
+README_END = "<!-- bench:end -->"
+
+
+def readme_markdown(payload: dict[str, Any]) -> str:
+    """The README's benchmark table from a ``bench.json`` payload: one row per comparison
+    (median times, ratio, target, met) and the machine it was measured on."""
+    info = payload.get("machine", {})
+    where = ", ".join(str(info[k]) for k in ("cpu", "gpu") if info.get(k)) or "unknown machine"
+    lines = [f"Latest `make bench` figures, measured on {where} ({info.get('device', '?')}, "
+             f"{info.get('cpu_threads', '?')} torch threads, load average "
+             f"{info.get('load_average_1min', '?')}, torch {info.get('torch', '?')}); details in "
+             "[`outputs/bench/BENCH.md`](outputs/bench/BENCH.md):", "",
+             "| # | comparison | studylib | reference | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for i, case in enumerate(payload.get("cases", []), 1):
+        r = CaseResult(**{k: v for k, v in case.items() if k not in ("ours", "reference")},
+                       ours=Timing(**case["ours"]) if case.get("ours") else None,
+                       reference=Timing(**case["reference"]) if case.get("reference") else None)
+        met = "error" if r.error else {True: "yes", False: "**no**", None: "-"}[r.target_met]
+        ours = "-" if r.ours is None else f"{r.ours.median_s * 1e3:.0f} ms"
+        ref = "-" if r.reference is None else f"{r.reference.median_s * 1e3:.0f} ms"
+        cells = [str(i), r.description, ours, ref, fmt_ratio(r), r.target or "-", met]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, bench_json: str | os.PathLike) -> Path:
+    """Rewrite the benchmark section of ``readme`` (between :data:`README_START` and
+    :data:`README_END`) from ``bench_json``."""
+    import json
+
+    payload = json.loads(Path(bench_json).read_text(encoding="utf-8"))
+    return replace_between_markers(readme, README_START, README_END, readme_markdown(payload))

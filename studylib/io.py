@@ -28,6 +28,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once at import: os.umask can only be read by setting it, which is not thread-safe
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
     path = Path(path)
@@ -38,6 +48,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -49,6 +60,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_between_markers(path: str | os.PathLike, start: str, end: str, body: str) -> Path:
+    """Replace the text between the lines ``start`` and ``end`` of a text file (atomically).
+
+    Used to keep generated sections of the README (headline verdicts, benchmark table) in
+    step with the results they summarise; the markers themselves are kept.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text or text.index(start) > text.index(end):
+        raise ValueError(f"{path} has no markers {start} ... {end} around the generated section")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return atomic_write_text(path, f"{head}{start}\n{body.strip()}\n{end}{tail}")
 
 
 def to_jsonable(obj: Any) -> Any:

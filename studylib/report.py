@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .io import atomic_write_text
+from .io import atomic_write_text, replace_between_markers
 
 REPORT_NAME = "REPORT.md"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
@@ -373,11 +373,13 @@ HEADLINE_END = "<!-- headline:end -->"
 
 
 def headline_markdown(profile: str, output_root: str | os.PathLike | None = None) -> str:
-    """One line per study: its verdict counts at ``profile``, from the results.json files."""
+    """One line per study: its verdict counts at ``profile``, from the results.json files;
+    then the run's total study time."""
     root = paths.resolve(output_root or paths.OUTPUTS_DIR)
+    studies = collect(root / profile)
     lines = [f"Verdicts at the `{profile}` profile (from [`REPORT.md`](outputs/{profile}/"
              f"{REPORT_NAME})):", "", "| study | status | verdicts |", "|---|---|---|"]
-    for study, _d, res in collect(root / profile):
+    for study, _d, res in studies:
         if res is None:
             lines.append(f"| `{study}` | no results | - |")
             continue
@@ -385,17 +387,18 @@ def headline_markdown(profile: str, output_root: str | os.PathLike | None = None
         text = claims_paragraph(res.get("claims", [])) if status == "ok" else \
             md_escape(str(res.get("error", "failed"))[:120])
         lines.append(f"| `{study}` | {status} | {text} |")
+    found = [res for _s, _d, res in studies if res is not None]
+    runtimes = [float(r["runtime_s"]) for r in found if _is_number(r.get("runtime_s"))
+                and r.get("runtime_s") is not None]
+    if runtimes:
+        devices = ", ".join(sorted({str(r.get("device", "?")) for r in found}))
+        lines += ["", f"Study time of that run: {sum(runtimes) / 60:.1f} min for "
+                      f"{len(runtimes)} studies (device: {devices}; set-up excluded)."]
     return "\n".join(lines)
 
 
 def update_readme(readme: str | os.PathLike, profile: str,
                   output_root: str | os.PathLike | None = None) -> Path:
     """Replace the text between the headline markers of ``readme`` (atomically)."""
-    path = Path(readme)
-    text = path.read_text(encoding="utf-8")
-    if HEADLINE_START not in text or HEADLINE_END not in text:
-        raise ValueError(f"{path} has no headline markers ({HEADLINE_START} ... {HEADLINE_END})")
-    head, rest = text.split(HEADLINE_START, 1)
-    _, tail = rest.split(HEADLINE_END, 1)
-    body = headline_markdown(profile, output_root)
-    return atomic_write_text(path, f"{head}{HEADLINE_START}\n{body}\n{HEADLINE_END}{tail}")
+    return replace_between_markers(readme, HEADLINE_START, HEADLINE_END,
+                                   headline_markdown(profile, output_root))

@@ -85,6 +85,22 @@ def _results() -> list[CaseResult]:
     ]
 
 
+def test_readme_section_is_rewritten_from_bench_json(tmp_path):
+    json_path, _ = write_reports(_results(), torch.device("cpu"), tmp_path / "bench")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Kit\n\n{harness.README_START}\nold table\n{harness.README_END}\n\nmore\n")
+    harness.update_readme(readme, json_path)
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith(f"{harness.README_END}\n\nmore\n")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows == ["| 1 | a speed-up case | 10 ms | 100 ms | 10.00x faster | >= 5x | yes |",
+                    "| 2 | a time-ratio case | 100 ms | 10 ms | 10.00x time | <= 1.15x | **no** |",
+                    "| 3 | broken | - | - | - | - | error |"]
+    assert "(cpu, " in text
+    harness.update_readme(readme, json_path)
+    assert readme.read_text() == text  # idempotent
+
+
 def test_write_reports_json_and_markdown(tmp_path):
     json_path, md_path = write_reports(_results(), torch.device("cpu"), tmp_path / "bench")
     payload = json.loads(json_path.read_text())

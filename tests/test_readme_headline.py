@@ -5,12 +5,14 @@ import pytest
 from studylib.report import HEADLINE_END, HEADLINE_START, headline_markdown, update_readme
 
 
-def _write(root, study, status, verdicts):
+def _write(root, study, status, verdicts, runtime=None):
     d = root / "default" / study
     d.mkdir(parents=True)
     claims = [{"id": f"c{i}", "statement": "s", "verdict": v, "evidence": {}}
               for i, v in enumerate(verdicts)]
     obj = {"study": study, "profile": "default", "status": status, "claims": claims}
+    if runtime is not None:
+        obj.update(runtime_s=runtime, device="cpu")
     if status == "failed":
         obj["error"] = "ZeroDivisionError: division by zero"
     (d / "results.json").write_text(json.dumps(obj))
@@ -37,3 +39,10 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, "default", tmp_path)
+
+
+def test_headline_sums_the_study_times(tmp_path):
+    _write(tmp_path, "01_a", "ok", ["reproduced"], runtime=90.0)
+    _write(tmp_path, "02_b", "ok", ["reproduced"], runtime=210.0)
+    assert headline_markdown("default", tmp_path).endswith(
+        "Study time of that run: 5.0 min for 2 studies (device: cpu; set-up excluded).")

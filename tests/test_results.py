@@ -139,3 +139,12 @@ def test_atomic_write_json_writes_strict_json_with_null_for_non_finite(tmp_path)
         raise ValueError(c)
     assert json.loads(text, parse_constant=reject) == {
         "ci95": [None, None], "x": [None, 2.0], "nested": {"m": [None, 1.0]}}
+
+
+def test_atomic_write_gives_files_the_umask_permissions(tmp_path):
+    import stat
+
+    from studylib import io
+
+    p = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~io._UMASK
