@@ -6,7 +6,14 @@ technique modules (``studylib.attacks``, ``studylib.landscape`` ...) are importe
 """
 
 import importlib
+import warnings
 from typing import Any
+
+# captum and pyro import tqdm.auto, which warns ("IProgress not found") in a notebook kernel
+# without ipywidgets. The kit's own bars are plain text (studylib.runtime.progress) so that
+# notebooks render statically; the warning would only print an absolute path into the
+# committed notebooks.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # Public names re-exported lazily (PEP 562), so `python -m studylib list` or `report` does not
 # pay for importing torch and seaborn before it needs them.

@@ -46,27 +46,22 @@ import copy
 import hashlib
 import json
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyro  # its tqdm.auto import warning is silenced in studylib/__init__.py
+import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+from pyro.infer.autoguide.initialization import init_to_value
+from pyro.nn import PyroModule, PyroSample
+from pyro.nn.module import to_pyro_module_
 from torch import nn
-
-with warnings.catch_warnings():
-    # pyro's MCMC imports tqdm.auto, which warns in notebooks without ipywidgets
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    import pyro
-    import pyro.distributions as dist
-    from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
-    from pyro.infer.autoguide import AutoNormal
-    from pyro.infer.autoguide.initialization import init_to_value
-    from pyro.nn import PyroModule, PyroSample
-    from pyro.nn.module import to_pyro_module_
 
 from . import paths
 from .io import atomic_torch_save

@@ -992,15 +992,19 @@ def _make_phantoms(n: int, size: int, seed: int, stream: int, lesion_fraction: f
     p = _sample_phantom_params(rng, n, size, lesion_fraction, calc_fraction, calc_contrast,
                                mass_contrast)
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    parts: list[dict[str, torch.Tensor]] = []
+    out: dict[str, torch.Tensor] = {}
     starts = range(0, n, chunk)
     if n > 8 * chunk:
         from .runtime import progress
 
         starts = progress(starts, desc="mammo_phantom", total=len(starts))
     for lo in starts:
-        parts.append(_render_phantoms(p, lo, min(n, lo + chunk), size, quantum_noise, gen))
-    out = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+        hi = min(n, lo + chunk)
+        part = _render_phantoms(p, lo, hi, size, quantum_noise, gen)
+        for k, v in part.items():  # filled in place: no second copy of the whole split
+            if k not in out:
+                out[k] = torch.empty((n, *v.shape[1:]), dtype=v.dtype)
+            out[k][lo:hi] = v
     lesion_type = torch.as_tensor(p["lesion_type"])
     return Split(
         x=out.pop("x").contiguous(),

@@ -1292,7 +1292,7 @@ def plot_ranking_stability(psi_settings, acc_settings, *, seed: int):
         g = df[df.seed == seed].copy()
         g["model"] = g.arch + "/" + g.regime
         short = {"eps": "eps", "restarts": "r", "n_points": "n", "attack": "", "steps": "k"}
-        g["setting"] = g[cols].apply(lambda r: " ".join(
+        g["setting"] = g[cols].apply(lambda r, cols=cols, short=short: " ".join(
             f"{short[c]}={r[c]:g}" if short[c] else str(r[c]) for c in cols), axis=1)
         wide = g.pivot_table(index="setting", columns="model", values=col, aggfunc="mean")
         order = list(dict.fromkeys(g["setting"]))

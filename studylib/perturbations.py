@@ -238,10 +238,19 @@ def fourier_gaussian_mask(h: int, w: int, r: float, *, device: torch.device | st
     return m.to(device=device, dtype=dtype)
 
 
-def _fourier_filter(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    spec = torch.fft.fft2(x.double())
-    out = torch.fft.ifft2(spec * mask.to(spec.device, torch.float64)).real
-    return out.to(x.dtype)
+def _fourier_filter(x: torch.Tensor, mask: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """``Re(ifft2(fft2(x) * mask))`` in float64, ``chunk`` images at a time.
+
+    Each image's transform is independent, so chunking changes no value; it bounds the
+    complex128 intermediates (16 bytes per pixel, three of them alive at once) to ``chunk``
+    images: filtering 2,400 images of 128 x 128 in one call needed about 2 GB more memory.
+    """
+    mask = mask.to(x.device, torch.float64)
+    out = torch.empty_like(x)
+    for i in range(0, x.shape[0], chunk):
+        spec = torch.fft.fft2(x[i:i + chunk].double())
+        out[i:i + chunk] = torch.fft.ifft2(spec * mask).real.to(x.dtype)
+    return out
 
 
 def fourier_lowpass(x: ArrayLike, r: float) -> torch.Tensor:
@@ -1070,7 +1079,7 @@ def plot_auc_curves(curves: dict[str, dict[str, np.ndarray]], levels: dict[str, 
 
     names = list(curves)
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         c = curves[name]
         pos = np.arange(len(c["auc_mean"]))
         for k in range(c["auc_per_seed"].shape[1]):

@@ -5,7 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from studylib.attacks import adversarial_accuracy, eot_pgd, fgsm, margin_loss, pgd, projected_gradient_ascent
+from studylib.attacks import (
+    adversarial_accuracy,
+    eot_pgd,
+    fgsm,
+    margin_loss,
+    pgd,
+    projected_gradient_ascent,
+)
 
 
 def _linear(seed=0, d=20, k=3):

@@ -27,7 +27,7 @@ def _toy(seed=0, n=512):
 def test_models_forward_shapes_and_config(name, kwargs, shape):
     m = build_model(name, num_classes=7, seed=0, **kwargs)
     same = build_model(name, num_classes=7, seed=0, **kwargs)
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), same.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), same.state_dict().values(), strict=True))
     assert m(torch.zeros(shape)).shape == (2, 7)
     assert m.config["name"] == name and m.config["num_classes"] == 7
 
@@ -71,7 +71,7 @@ def test_fit_learns_and_cache_returns_same_weights(tmp_path):
     m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), _toy(n=1024), cfg,
              seed=0, cache_dir=tmp_path, progress=False)
     assert m2.from_cache and m2.history == m1.history
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -106,7 +106,7 @@ def test_corrupt_checkpoint_is_discarded_and_rebuilt(tmp_path):
         m2 = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
                  cache_dir=tmp_path, progress=False)
     assert not m2.from_cache
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values(), strict=True))
     assert torch.load(ckpt, weights_only=True)["state_dict"]
 
 

@@ -277,7 +277,7 @@ def test_screening_classifier_shapes_seed_and_maxpool_keeps_a_speck():
         P.screening_classifier(image_size=30, pool=4)
     m2, m3 = (P.screening_classifier(image_size=32, pool=4, widths=(4, 8), blocks_per_stage=(1, 1),
                                      seed=0) for _ in range(2))
-    assert all(torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m2.state_dict().values(), strict=True))
     # a single bright pixel: the pooled stem output holds the same peak response as the
     # full-resolution stem output (max-pooling), not the peak divided by pool^2 (average)
     m2.eval()
@@ -328,7 +328,6 @@ def test_lowpass_erases_a_speck_before_a_mass():
     # ~0.02, correlation length 2 px, as breast tissue): a low-pass of radius r blurs with std
     # n / (2 pi r) px = 1.27 px here, which spreads the speck's contrast over ~10 pixels (peak /10)
     # while the texture, already smooth, keeps most of its std; the blob barely changes.
-    rng = np.random.default_rng(0)
     n = 64
     texture = P.fourier_lowpass(torch.randn((1, 1, n, n), generator=torch.Generator().manual_seed(0)),
                                 n / (2 * math.pi * 2.0))[0, 0].numpy().astype(float)
@@ -377,3 +376,14 @@ def test_auc_contrast_and_curve_agree_with_direct_computation():
     assert curve["auc_ci95"][1, 0] < curve["auc_mean"][1] < curve["auc_ci95"][1, 1]
     flips = np.mean([np.mean((clean[s] >= 0.5) != (pert[s] >= 0.5)) for s in range(3)])
     assert curve["flip"][0] == 0 and curve["flip"][1] == pytest.approx(flips)
+
+
+def test_fourier_filter_in_chunks_equals_one_batch():
+    x = torch.rand((7, 2, 16, 12), generator=torch.Generator().manual_seed(3))
+    mask = P.fourier_gaussian_mask(16, 12, 3.0)
+    whole = P._fourier_filter(x, mask, chunk=64)
+    assert torch.equal(P._fourier_filter(x, mask, chunk=3), whole)
+    assert whole.dtype == x.dtype and whole.shape == x.shape
+    # and it is the filter: a constant image passes a low-pass unchanged
+    const = torch.full((2, 1, 16, 12), 0.25)
+    assert torch.allclose(P._fourier_filter(const, mask, chunk=1), const, atol=1e-7)

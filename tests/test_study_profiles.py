@@ -47,6 +47,6 @@ def test_notebook_conventions(study):
     assert all(c.get("execution_count") for c in code), f"{study}: committed unexecuted"
     for c in code:
         for out in c.get("outputs", []):
-            assert not ("application/vnd.jupyter.widget-view+json" in out.get("data", {})), \
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), \
                 f"{study}: a widget output does not render statically"
             assert out.get("output_type") != "error", f"{study}: committed with an error"
