@@ -77,9 +77,11 @@ def format_evidence(evidence: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITE
 
     A CI is a 2-number list under a key named ``ci95`` / ``ci`` / ``<stem>_ci95`` /
     ``<stem>_ci`` (case-insensitive). ``<stem>_ci95`` pairs with ``<stem>``,
-    ``<stem>_mean`` or ``<stem>_median``; a bare ``ci95`` pairs with the first number.
-    Counts (``n``, ``n_*``) are left out (the report shows them in their own column).
-    At most ``max_items`` numbers are shown, then ``...``.
+    ``<stem>_mean`` or ``<stem>_median``; a bare ``ci95`` pairs with the first number that
+    lies inside it (an estimate lies inside its own interval; a setting such as
+    ``strongest_level = 0.5`` listed before the estimate does not), else it is shown alone.
+    Numbers with an interval come first. Counts (``n``, ``n_*``) are left out (the report
+    shows them in their own column). At most ``max_items`` numbers are shown, then ``...``.
 
     Example:
         >>> format_evidence({"spearman_mean": 0.94, "ci95": [0.91, 0.96], "n_seeds": 3})
@@ -101,23 +103,31 @@ def format_evidence(evidence: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITE
             cis[m.group("stem").lower()] = list(value)
         elif _is_number(value) and not _is_count_key(str(key)):
             scalars.append((str(key), value))
+    def inside(value: Any, ci: list) -> bool:
+        lo, hi = ci
+        return all(isinstance(v, (int, float)) and math.isfinite(v) for v in (value, lo, hi)) \
+            and min(lo, hi) <= value <= max(lo, hi)
+
     used: set[str] = set()
-    parts: list[str] = []
+    with_ci: list[str] = []
+    without: list[str] = []
     for key, value in scalars:
         stems = [key.lower()] + [key.lower()[: -len(s)] for s in _STEM_SUFFIXES
                                  if key.lower().endswith(s)]
         ci_stem = next((s for s in stems if s in cis and s not in used), None)
-        if ci_stem is None and "" in cis and "" not in used:
+        if ci_stem is None and "" in cis and "" not in used and inside(value, cis[""]):
             ci_stem = ""
         text = f"{key} = {fmt_number(value)}"
         if ci_stem is not None:
             used.add(ci_stem)
             lo, hi = cis[ci_stem]
-            text += f" [{fmt_number(lo)}, {fmt_number(hi)}]"
-        parts.append(text)
+            with_ci.append(f"{text} [{fmt_number(lo)}, {fmt_number(hi)}]")
+        else:
+            without.append(text)
     for stem, (lo, hi) in cis.items():
         if stem not in used:
-            parts.append(f"{stem or 'ci95'} [{fmt_number(lo)}, {fmt_number(hi)}]")
+            with_ci.append(f"{stem or 'ci95'} [{fmt_number(lo)}, {fmt_number(hi)}]")
+    parts = with_ci + without
     shown = parts[:max_items]
     if len(parts) > max_items:
         shown.append("...")

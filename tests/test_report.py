@@ -32,6 +32,10 @@ from studylib.report import (
     ({"ci95": [None, float("nan")]}, "ci95 [nan, nan]"),
     ({"a": 1, "b": 2, "c": 3, "d": 4}, "a = 1; b = 2; c = 3; ..."),
     ({"ratio": 1e-5, "flag": True}, "ratio = 1e-05"),
+    # a bare ci95 pairs with the first number inside it, and numbers with a CI come first
+    ({"strongest_level": 0.5, "auc_clean": 0.9, "auc_drop": 0.37, "ci95": [0.36, 0.39]},
+     "auc_drop = 0.37 [0.36, 0.39]; strongest_level = 0.5; auc_clean = 0.9"),
+    ({"level": 0.5, "ci95": [0.1, 0.2]}, "ci95 [0.1, 0.2]; level = 0.5"),
     ({"note": "text | only"}, ""),
 ])
 def test_format_evidence(evidence, expected):
