@@ -1054,8 +1054,8 @@ def _load_mammo_phantom(n_train: int = 1000, n_test: int = 500, image_size: int 
         lesion_fraction: fraction of images with a lesion (label 1). Default 0.5.
         calc_fraction: fraction of the lesion images that get calcifications (the rest get
             masses). Default 0.5.
-        calc_contrast: mean speck amplitude added to the intensity in [0, 1]. Default 0.12.
-        mass_contrast: mean mass amplitude at its centre. Default 0.06.
+        calc_contrast: mean speck amplitude added to the intensity in [0, 1]. Default 0.25.
+        mass_contrast: mean mass amplitude at its centre. Default 0.15.
         quantum_noise: quantum noise std at intensity 0.5. Default 0.02.
         seed: train and test use separate streams derived from it. Default 0.
 
