@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
@@ -64,7 +63,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from . import paths
-from .io import atomic_torch_save
+from .io import atomic_torch_save, cache_key
 from .runtime import progress as progress_bar
 
 Samples = dict[str, torch.Tensor]
@@ -566,7 +565,7 @@ class DeterministicClassifier(StochasticClassifier):
 def _vi_cache_key(bnet: BayesianNet, data_id: Any, settings: Mapping[str, Any], seed: int) -> str:
     blob = {"version": CACHE_VERSION, "kind": "vi", "bnet": bnet.config, "data": data_id,
             "settings": dict(settings), "seed": int(seed)}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    return cache_key(blob)
 
 
 def _xy(data: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:

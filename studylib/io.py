@@ -6,6 +6,8 @@ readers see either the old file or the complete new one.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -75,6 +77,28 @@ def replace_between_markers(path: str | os.PathLike, start: str, end: str, body:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return atomic_write_text(path, f"{head}{start}\n{body.strip()}\n{end}{tail}")
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of the source of every ``studylib/*.py`` module (read once per process).
+
+    Part of every cache key (:func:`cache_key`): a trained model or posterior depends on the
+    training loop, the model classes and the data generators, so after any change to the
+    package's code the caches miss and rebuild instead of serving results of older code.
+    Notebooks and parameters are not part of it (they enter keys through their values).
+    """
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(blob: dict[str, Any]) -> str:
+    """Hex SHA-256 of ``blob`` (JSON, keys sorted) together with :func:`code_digest`."""
+    payload = {"blob": blob, "code": code_digest()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -11,7 +11,6 @@ a file that does not load is discarded with a warning and the model is trained a
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import paths
-from .io import atomic_torch_save
+from .io import atomic_torch_save, cache_key
 from .runtime import progress as progress_bar_over
 from .runtime import select_device
 
@@ -103,7 +102,7 @@ def checkpoint_key(model: nn.Module, data: Any, config: TrainConfig, seed: int,
         "loss": loss_id,
         "seed": int(seed),
     }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    return cache_key(blob)
 
 
 def _load_checkpoint(path: Path) -> dict | None:

@@ -1023,16 +1023,14 @@ def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: in
 
     (``fit_nuts`` has no cache of its own; notebooks re-run for nbval must not re-sample.)
     """
-    import hashlib
-    import json
 
     from . import bayes, paths
-    from .io import atomic_torch_save
+    from .io import atomic_torch_save, cache_key
 
     blob = {"kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
             "num_samples": num_samples, "warmup": warmup_steps, "depth": max_tree_depth,
             "seed": int(seed)}
-    key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    key = cache_key(blob)
     path = paths.CHECKPOINT_DIR / f"nuts-{key[:24]}.pt"
     if cache and path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -1052,17 +1050,15 @@ def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
                 num_leapfrog: int, seed: int, device: Any = "cpu", progress: bool = False,
                 cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
-    import hashlib
-    import json
 
     from . import paths
-    from .io import atomic_torch_save
+    from .io import atomic_torch_save, cache_key
     from .runtime import select_device
 
     blob = {"kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
             "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
             "seed": int(seed)}
-    key = hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    key = cache_key(blob)
     path = paths.CHECKPOINT_DIR / f"hmc-{key[:24]}.pt"
     if cache and path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)

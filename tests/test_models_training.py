@@ -96,6 +96,18 @@ def test_cache_key_changes_with_every_input():
                                   data, cfg, 0, "cross_entropy")
 
 
+def test_cache_key_changes_with_the_package_code(monkeypatch):
+    """A model trained by older code must not be served after studylib's code changed."""
+    from studylib import io
+
+    data, cfg = _toy(), TrainConfig(epochs=1)
+    m = build_model("mlp", in_features=64, num_classes=2, seed=0)
+    base = checkpoint_key(m, data, cfg, 0, "cross_entropy")
+    assert len(io.code_digest()) == 64 and io.code_digest() == io.code_digest()
+    monkeypatch.setattr(io, "code_digest", lambda: "0" * 64)
+    assert checkpoint_key(m, data, cfg, 0, "cross_entropy") != base
+
+
 def test_corrupt_checkpoint_is_discarded_and_rebuilt(tmp_path):
     data, cfg = _toy(), TrainConfig(epochs=1)
     m = fit(build_model("mlp", in_features=64, num_classes=2, seed=0), data, cfg, seed=0,
