@@ -21,6 +21,18 @@ os.environ.setdefault("MPLBACKEND", "agg")
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test with one torch thread, then restore the setting. For modules of tiny tensors:
+    a second thread only adds synchronisation cost (large on a busy machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def fixtures_dir() -> Path:
     """Folder of the fixture notebooks (``fx1_raises``, ``fx2_ok``)."""
     return FIXTURES_DIR

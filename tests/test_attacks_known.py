@@ -21,14 +21,7 @@ from torch import nn
 
 from studylib import attacks
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: a second thread only adds synchronisation cost on a busy machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 def linear(d: int, k: int, seed: int) -> nn.Module:

@@ -17,15 +17,7 @@ from torch import nn
 
 from studylib import landscape as L
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These tensors are tiny: a second thread only adds synchronisation cost (large on a busy
-    # machine), so each test runs single-threaded and restores the setting afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 
 
 def linear_model(d: int = 6, seed: int = 0) -> nn.Module:
