@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import eval_mode
+
 QUANTITIES = ("margin", "loss")
 
 # ============================================================================ margin and loss
@@ -113,15 +115,13 @@ def adversarial_direction(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     and its parameters receive no gradient.
     """
     dev = _device_of(model)
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(dev).clone().requires_grad_(True)
-        loss = F.cross_entropy(model(xb), y[i:i + batch_size].to(dev).long(), reduction="sum")
-        (grad,) = torch.autograd.grad(loss, xb)
-        out.append(grad.sign().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(dev).clone().requires_grad_(True)
+            loss = F.cross_entropy(model(xb), y[i:i + batch_size].to(dev).long(), reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xb)
+            out.append(grad.sign().cpu())
     return torch.cat(out) if out else torch.empty_like(x)
 
 
@@ -170,10 +170,8 @@ def line_cut(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction: torc
     if clip:
         pts = pts.clamp(0.0, 1.0)
     flat = pts.reshape(n * s, *x.shape[1:])
-    was_training = model.training
-    model.eval()
-    q = _batched_quantity(model, flat, y.repeat_interleave(s), quantity, batch_size)
-    model.train(was_training)
+    with eval_mode(model):
+        q = _batched_quantity(model, flat, y.repeat_interleave(s), quantity, batch_size)
     return q.view(n, s)
 
 
@@ -238,17 +236,15 @@ def crossing_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, direction:
         hi = grid[first[idx]].clone()
         xs, ys, ds = x[idx], y[idx], direction[idx]
         shape = (-1,) + (1,) * (x.ndim - 1)
-        was_training = model.training
-        model.eval()
-        for _ in range(n_bisect):
-            mid = (lo + hi) / 2
-            pts = xs + mid.view(shape) * ds
-            if clip:
-                pts = pts.clamp(0.0, 1.0)
-            neg = _batched_quantity(model, pts, ys, "margin", batch_size) <= 0
-            hi = torch.where(neg, mid, hi)
-            lo = torch.where(neg, lo, mid)
-        model.train(was_training)
+        with eval_mode(model):
+            for _ in range(n_bisect):
+                mid = (lo + hi) / 2
+                pts = xs + mid.view(shape) * ds
+                if clip:
+                    pts = pts.clamp(0.0, 1.0)
+                neg = _batched_quantity(model, pts, ys, "margin", batch_size) <= 0
+                hi = torch.where(neg, mid, hi)
+                lo = torch.where(neg, lo, mid)
         result[idx] = hi
     return result
 
@@ -293,23 +289,21 @@ def psi_per_point(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int =
         raise ValueError("steps and restarts must be >= 1")
     step_size = 2.5 * eps / steps if step_size is None else float(step_size)
     dev = _device_of(model)
-    was_training = model.training
-    model.eval()
     out = []
-    for b, i in enumerate(range(0, len(x), batch_size)):
-        xb = x[i:i + batch_size].to(dev)
-        with torch.no_grad():
-            ref = model(xb).detach()
+    with eval_mode(model):
+        for b, i in enumerate(range(0, len(x), batch_size)):
+            xb = x[i:i + batch_size].to(dev)
+            with torch.no_grad():
+                ref = model(xb).detach()
 
-        def objective(x_adv: torch.Tensor, ref: torch.Tensor = ref) -> torch.Tensor:
-            return kl_from_logits(ref, model(x_adv))
+            def objective(x_adv: torch.Tensor, ref: torch.Tensor = ref) -> torch.Tensor:
+                return kl_from_logits(ref, model(x_adv))
 
-        x_adv = attacks.projected_gradient_ascent(objective, xb, eps, steps=steps,
-                                                  step_size=step_size, restarts=restarts,
-                                                  random_start=True, seed=seed + b)
-        with torch.no_grad():
-            out.append(objective(x_adv).clamp_min(0.0).cpu())
-    model.train(was_training)
+            x_adv = attacks.projected_gradient_ascent(objective, xb, eps, steps=steps,
+                                                      step_size=step_size, restarts=restarts,
+                                                      random_start=True, seed=seed + b)
+            with torch.no_grad():
+                out.append(objective(x_adv).clamp_min(0.0).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -451,12 +445,9 @@ def max_output_difference(model_a: nn.Module, model_b: nn.Module, x: torch.Tenso
 @torch.no_grad()
 def _batched_quantity_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024):
     dev = _device_of(model)
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(x[i:i + batch_size].to(dev)).cpu()
-                     for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([model(x[i:i + batch_size].to(dev)).cpu()
+                          for i in range(0, len(x), batch_size)])
 
 
 # ============================================================================ training regimes
@@ -471,13 +462,8 @@ def _fresh_seed() -> int:
 
 
 def _attack_in_eval(model: nn.Module, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        x_adv = fn()
-    finally:
-        model.train(was_training)
-    return x_adv.detach()
+    with eval_mode(model):
+        return fn().detach()
 
 
 def natural_loss() -> LossFn:

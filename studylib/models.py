@@ -9,23 +9,36 @@ that have a feature extractor and a classifier expose them as ``.features`` and
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block, then restore the mode it had (also when the
+    block raises). Forward passes inside leave BatchNorm running statistics untouched.
+
+    Example:
+        >>> with eval_mode(model):
+        ...     logits = model(x)
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 def _feature_dim(features: nn.Module, in_channels: int, image_size: int) -> int:
     """Width of ``features``' flattened output, found by one forward pass in eval mode (so that
     BatchNorm running statistics and ``num_batches_tracked`` keep their initial values)."""
-    was_training = features.training
-    features.eval()
-    try:
-        with torch.no_grad():
-            return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
-    finally:
-        features.train(was_training)
+    with eval_mode(features), torch.no_grad():
+        return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
 
 
 class SmallCNN(nn.Module):

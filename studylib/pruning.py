@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import eval_mode
+
 CRITERIA = ("taylor_fo", "taylor_so", "taylor_fo_weight", "weight_magnitude", "bn_scale", "random")
 """Importance criteria (the ``oracle`` is computed separately by :func:`oracle_loss_change`)."""
 
@@ -107,13 +109,8 @@ class Gate:
 
 
 def _final_layer(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module | None:
-    was_training = model.training
-    model.eval()  # leave BatchNorm running statistics untouched
-    try:
-        with torch.no_grad():
-            out = model(example_inputs)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():  # leave BatchNorm running statistics untouched
+        out = model(example_inputs)
     n_out = out.shape[-1] if out.dim() > 1 else out.numel()
     last = None
     for m in model.modules():
@@ -156,11 +153,9 @@ class ChannelGates:
         names = {m: n for n, m in model.named_modules()}
         self._names = names
         roots = (nn.Conv2d, nn.Conv1d, nn.Linear) if include_linear else (nn.Conv2d, nn.Conv1d)
-        was_training = model.training
-        model.eval()
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs,
-                                                    verbose=False)
-        model.train(was_training)
+        with eval_mode(model):
+            dg = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs,
+                                                        verbose=False)
         device = next(model.parameters()).device
         self.gates: list[Gate] = []
         for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=roots):
@@ -302,22 +297,21 @@ class ChannelGates:
 
         with self.suspended():
             pruned = copy.deepcopy(self.model)
-        was_training = pruned.training
-        pruned.eval()
-        example = self.example_inputs.to(next(pruned.parameters()).device)
-        dg = tp.DependencyGraph().build_dependency(pruned, example_inputs=example, verbose=False)
-        act = self.active()
-        for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:], strict=True):
-            idxs = [int(i) for i in np.flatnonzero(~act[lo:hi])]
-            if not idxs:
-                continue
-            if len(idxs) >= g.channels:
-                raise ValueError(f"gate {g.name!r} has every channel zeroed; keep at least one")
-            root = pruned.get_submodule(g.producer_names[0])
-            fn = dg.get_pruner_of_module(root).prune_out_channels
-            group = dg.get_pruning_group(root, fn, idxs)
-            group.prune()
-        pruned.train(was_training)
+        with eval_mode(pruned):
+            example = self.example_inputs.to(next(pruned.parameters()).device)
+            dg = tp.DependencyGraph().build_dependency(pruned, example_inputs=example,
+                                                        verbose=False)
+            act = self.active()
+            for g, lo, hi in zip(self.gates, self.offsets[:-1], self.offsets[1:], strict=True):
+                idxs = [int(i) for i in np.flatnonzero(~act[lo:hi])]
+                if not idxs:
+                    continue
+                if len(idxs) >= g.channels:
+                    raise ValueError(f"gate {g.name!r} has every channel zeroed; keep at least one")
+                root = pruned.get_submodule(g.producer_names[0])
+                fn = dg.get_pruner_of_module(root).prune_out_channels
+                group = dg.get_pruning_group(root, fn, idxs)
+                group.prune()
         return pruned
 
 

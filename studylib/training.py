@@ -23,6 +23,7 @@ from torch import nn
 
 from . import paths
 from .io import atomic_torch_save, cache_key
+from .models import eval_mode
 from .runtime import progress as progress_bar_over
 from .runtime import select_device
 
@@ -213,10 +214,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: str | torch.device
                    batch_size: int = 512) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, computed in batches; returned on the CPU."""
     device = select_device(device)
-    was_training = model.training
-    model.eval()
-    outs = [model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        outs = [model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs) if outs else torch.empty(0)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from scipy import special
 from torch import nn
+
+from .models import eval_mode
 
 __all__ = [
     "chernoff_sample_size",
@@ -820,12 +823,9 @@ def _dropout_feature_shapes(net: nn.Module, input_shape: Sequence[int]) -> dict[
             hooks.append(m.register_forward_hook(
                 lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(inp[0].shape[1:]))))
     try:
-        was = net.training
-        net.eval()
-        with torch.no_grad():
+        with eval_mode(net), torch.no_grad():
             dev = next(iter(net.parameters())).device
             net(torch.zeros(1, *input_shape, device=dev))
-        net.train(was)
     finally:
         for h in hooks:
             h.remove()
@@ -1016,6 +1016,14 @@ INFERENCE_METHODS = ("hmc", "vi", "mc_dropout")
 ARCHITECTURES = ("mlp", "cnn")
 
 
+def _sampler_cache_path(blob: dict[str, Any]) -> Path:
+    """Checkpoint file of an MCMC run described by ``blob`` (its ``kind`` names the file)."""
+    from . import paths
+    from .io import cache_key
+
+    return paths.CHECKPOINT_DIR / f"{blob['kind']}-{cache_key(blob)[:24]}.pt"
+
+
 def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
                  warmup_steps: int, max_tree_depth: int, seed: int, data_id: Any,
                  cache: bool = True) -> Any:
@@ -1024,14 +1032,13 @@ def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: in
     (``fit_nuts`` has no cache of its own; notebooks re-run for nbval must not re-sample.)
     """
 
-    from . import bayes, paths
-    from .io import atomic_torch_save, cache_key
+    from . import bayes
+    from .io import atomic_torch_save
 
-    blob = {"kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
-            "num_samples": num_samples, "warmup": warmup_steps, "depth": max_tree_depth,
-            "seed": int(seed)}
-    key = cache_key(blob)
-    path = paths.CHECKPOINT_DIR / f"nuts-{key[:24]}.pt"
+    path = _sampler_cache_path({
+        "kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
+        "num_samples": num_samples, "warmup": warmup_steps, "depth": max_tree_depth,
+        "seed": int(seed)})
     if cache and path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)
         post = bayes.MCMCPosterior(bnet, ck["samples"], ck.get("diagnostics", {}))
@@ -1051,15 +1058,13 @@ def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
                 cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
 
-    from . import paths
-    from .io import atomic_torch_save, cache_key
+    from .io import atomic_torch_save
     from .runtime import select_device
 
-    blob = {"kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
-            "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
-            "seed": int(seed)}
-    key = cache_key(blob)
-    path = paths.CHECKPOINT_DIR / f"hmc-{key[:24]}.pt"
+    path = _sampler_cache_path({
+        "kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
+        "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
+        "seed": int(seed)})
     if cache and path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)
         return ck["samples"], dict(ck["info"], from_cache=True)

@@ -136,3 +136,23 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             select_device("cuda")
+
+
+def test_eval_mode_restores_the_previous_mode_even_on_error():
+    from studylib.models import eval_mode
+
+    model = build_model("small_cnn", in_channels=1, num_classes=3, image_size=8, seed=0,
+                        batchnorm=True)
+    model.train()
+    with eval_mode(model) as m:
+        assert m is model and not model.training
+        assert not any(mod.training for mod in model.modules())
+    assert model.training and all(mod.training for mod in model.modules())
+    model.eval()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("boom")
+    assert not model.training  # an eval model stays in eval mode
+    model.train()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("boom")
+    assert model.training
