@@ -101,6 +101,16 @@ def cache_key(blob: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable, not JSON or
+    not an object (e.g. a results.json a crashed run never finished)."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def to_jsonable(obj: Any) -> Any:
     """Round-trip ``obj`` through JSON (numpy scalars/arrays and tensors become lists/floats)."""
     return json.loads(json.dumps(obj, default=_json_default))

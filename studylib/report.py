@@ -16,7 +16,6 @@ rerun that reproduces the same numbers gives the same file apart from the runtim
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .io import atomic_write_text, replace_between_markers
+from .io import atomic_write_text, read_json_object, replace_between_markers
 
 REPORT_NAME = "REPORT.md"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
@@ -188,14 +187,6 @@ def study_paragraph(claims: list[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- collecting
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def collect(profile_dir: str | os.PathLike) -> list[tuple[str, Path, dict[str, Any] | None]]:
     """``(study, folder, results or None)`` for every study folder under ``profile_dir``.
 
@@ -209,7 +200,7 @@ def collect(profile_dir: str | os.PathLike) -> list[tuple[str, Path, dict[str, A
     for d in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
         res_path = d / "results.json"
         if res_path.exists() or (d / f"{d.name}.ipynb").exists():
-            found.append((d.name, d, _read_json(res_path)))
+            found.append((d.name, d, read_json_object(res_path)))
     return found
 
 

@@ -40,8 +40,7 @@ from typing import Any
 import yaml
 
 from . import paths
-from .io import atomic_write_json, atomic_write_text
-from .report import _read_json
+from .io import atomic_write_json, atomic_write_text, read_json_object
 
 SMOKE = "smoke"
 #: Parameters the runner injects itself; profiles and ``--set`` may not name them
@@ -587,7 +586,7 @@ class Runner:
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-        results = _read_json(results_path)
+        results = read_json_object(results_path)
         if error is None and (results is None or results.get("status") != "ok"):
             error = ("notebook finished without writing results.json with status ok "
                      "(is ctx.finish() its last cell?)")

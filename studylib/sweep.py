@@ -44,14 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_object
 from .runner import (
     _NAME_RE,
     Runner,
     StudyPlan,
     ValidationError,
     _display_path,
-    _read_json,
     load_yaml_mapping,
 )
 
@@ -323,7 +322,7 @@ class SweepRun:
 
 
 def _is_done(point: SweepPoint) -> bool:
-    res = _read_json(point.output_dir / "results.json")
+    res = read_json_object(point.output_dir / "results.json")
     return bool(res) and res.get("status") == "ok"
 
 
@@ -457,7 +456,7 @@ def _task_crash(task: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     result = PointResult(id=task["id"], overrides=task["overrides"], status="failed",
                          attempts=2, error=error)
     res_path = plan.output_dir / "results.json"
-    prev = _read_json(res_path)
+    prev = read_json_object(res_path)
     if not prev or prev.get("status") != "ok":
         atomic_write_json(res_path, {
             "study": plan.study, "profile": plan.profile, "status": "failed",
@@ -534,8 +533,8 @@ def sweep_table(spec: SweepSpec, sweep_dir: Path) -> tuple[list[str], list[dict[
     claims: list[str] = []
     for p in spec.points:
         pid = point_id(spec.study, spec.profile, {**spec.base, **p})
-        res = _read_json(sweep_dir / pid / "results.json") or {}
-        info = _read_json(sweep_dir / pid / POINT_FILE) or {}
+        res = read_json_object(sweep_dir / pid / "results.json") or {}
+        info = read_json_object(sweep_dir / pid / POINT_FILE) or {}
         row: dict[str, Any] = {"point": pid}
         for k in spec.varying:
             row[k] = p.get(k, spec.base.get(k))
