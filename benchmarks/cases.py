@@ -147,8 +147,6 @@ def occlusion_batched(device: torch.device, reps: int) -> CaseResult:
     The extras separate the two causes: captum at ``perturbations_per_eval=1`` with the
     channels-last forward (memory format only), and the previous configuration, 64 positions
     per call (4,096 images)."""
-    import torch.nn.functional as F
-
     from studylib.saliency import occlusion_maps, probability_forward
 
     data, model = _signs_model(device)
@@ -156,10 +154,7 @@ def occlusion_batched(device: torch.device, reps: int) -> CaseResult:
     with torch.no_grad():
         target = model(x).argmax(1)
     fast = probability_forward(model, channels_last=True)
-
-    def plain(batch: torch.Tensor) -> torch.Tensor:  # what a researcher hands to captum
-        return F.softmax(model(batch), dim=1)
-
+    plain = probability_forward(model)  # softmax(model(x)): what a researcher hands to captum
     kw = dict(patch=8, stride=4, image_batch=64)
 
     def ours():
@@ -202,7 +197,6 @@ def rise_batched(device: torch.device, reps: int) -> CaseResult:
     mask on the plain softmax of the model (all images masked by that mask in the call) and a
     running sum ``sum_n f_c(x * M_n) * M_n / (N p)``, with the same masks. Equal: maps within
     1e-5. The extras give RISE on the plain forward (batching alone)."""
-    import torch.nn.functional as F
 
     from studylib.saliency import RISE, probability_forward
 
@@ -212,8 +206,7 @@ def rise_batched(device: torch.device, reps: int) -> CaseResult:
     with torch.no_grad():
         target = model(x).argmax(1)
 
-    def plain(batch: torch.Tensor) -> torch.Tensor:
-        return F.softmax(model(batch), dim=1)
+    plain = probability_forward(model)  # softmax(model(x)) in the model's own memory format
 
     rise = RISE(probability_forward(model, channels_last=True), n_masks=n_masks, grid_size=7,
                 keep_prob=p_keep, seed=0)

@@ -774,16 +774,11 @@ class SaliencyStudyConfig:
         return asdict(self)
 
 
-def _nanmean(values: np.ndarray) -> float:
+def _finite_stat(values: np.ndarray, stat: Callable[[np.ndarray], Any] = np.median) -> float:
+    """``stat`` (default the median) of the finite entries of ``values``; nan when none is."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else math.nan
-
-
-def _summary(values: np.ndarray) -> float:
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    return float(np.median(v)) if v.size else math.nan
+    return float(stat(v)) if v.size else math.nan
 
 
 def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
@@ -998,7 +993,7 @@ def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
         s[f"ssim_{name}"] = pooled_median(out[f"ssim_{name}"])
     s["rho_ig_baselines"] = pooled_median(out["rho_ig_baselines"])
     s["rho_rise_baselines_uncentered"] = pooled_median(out["rho_rise_baselines_uncentered"])
-    s["rho_rise_n_pairs_uncentered"] = {k: _summary(v) for k, v in out["rho_rise_n_uncentered"].items()}
+    s["rho_rise_n_pairs_uncentered"] = {k: _finite_stat(v) for k, v in out["rho_rise_n_uncentered"].items()}
     grid = out["rho_occlusion_grid"]
     same_fraction = {k: v for k, v in grid.items()
                      if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])
@@ -1007,12 +1002,12 @@ def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
         {k: v for k, v in grid.items() if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])})
     s["rho_occlusion_grid_all"] = pooled_median(grid)
     rn = list(out["rho_rise_n"].items())
-    s["rho_rise_n_pairs"] = {k: _summary(v) for k, v in rn}
-    s["rho_rise_n_low"] = _summary(rn[0][1])
-    s["rho_rise_n_high"] = _summary(rn[-1][1])
+    s["rho_rise_n_pairs"] = {k: _finite_stat(v) for k, v in rn}
+    s["rho_rise_n_low"] = _finite_stat(rn[0][1])
+    s["rho_rise_n_high"] = _finite_stat(rn[-1][1])
     s["rise_convergence_gain"] = s["rho_rise_n_high"] - s["rho_rise_n_low"]
     s["rho_rise_sp"] = pooled_median(out["rho_rise_sp"])
-    s["rho_methods_pairs"] = {k: _summary(v) for k, v in out["rho_methods"].items()}
+    s["rho_methods_pairs"] = {k: _finite_stat(v) for k, v in out["rho_methods"].items()}
     for metric in out["metrics"]:
         means = method_means(out, metric)
         taus = ranking_taus(means)
@@ -1026,7 +1021,8 @@ def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
         half_b = method_means(out, metric, images=np.arange(1, n, 2))
         s[f"{metric}_split_half_tau"] = float(np.nanmedian(
             [ranking_kendall_tau(half_a[b], half_b[b]) for b in means]))
-    s["localisation"] = {m: {"pointing": _nanmean(v["pointing"]), "mass_inside": _nanmean(v["mass_inside"])}
+    s["localisation"] = {m: {"pointing": _finite_stat(v["pointing"], np.mean),
+                             "mass_inside": _finite_stat(v["mass_inside"], np.mean)}
                          for m, v in out["localisation"].items()}
     return s
 
@@ -1045,7 +1041,7 @@ def pair_matrix(pair_values: Sequence[Mapping[str, np.ndarray]], names: Sequence
     mat = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
     for k in pair_values[0]:
         a, b = _split_key(k)
-        v = float(np.nanmean([_summary(pv[k]) for pv in pair_values]))
+        v = float(np.nanmean([_finite_stat(pv[k]) for pv in pair_values]))
         mat.loc[a, b] = mat.loc[b, a] = v
     return mat
 
