@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,11 +429,17 @@ def _run_dask(todo, tasks, record, *, scheduler, workers, processes, point_fn, s
         client = Client(cluster)
         say(f"dask: LocalCluster with {n} worker{'s' if n != 1 else ''} at "
             f"{cluster.scheduler_address}")
+    from distributed import Event
+
+    # Set before the futures are cancelled: a worker may already hold a queued task when the
+    # scheduler's cancellation reaches it, and the guard keeps such a task from starting.
+    stop = Event(f"studylib-sweep-stop-{uuid.uuid4().hex}", client=client)
     futures = []
     try:
         for p in todo:
-            futures.append(client.submit(point_fn, tasks[p.id], key=f"point-{p.id}",
-                                         pure=False, retries=1, resources=resources))
+            futures.append(client.submit(_unless_stopped, point_fn, tasks[p.id], stop.name,
+                                         key=f"point-{p.id}", pure=False, retries=1,
+                                         resources=resources))
         for fut in as_completed(futures):
             try:
                 res = fut.result()
@@ -441,12 +448,24 @@ def _run_dask(todo, tasks, record, *, scheduler, workers, processes, point_fn, s
                 res = _task_crash(tasks[tid], exc)
             record(res)
     except KeyboardInterrupt:
+        stop.set()
         client.cancel([f for f in futures if not f.done()])
         raise
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _unless_stopped(point_fn: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any],
+                    stop_event: str) -> dict[str, Any]:
+    """Run ``point_fn(task)`` on a Dask worker unless the sweep was interrupted meanwhile."""
+    from distributed import Event
+
+    if Event(stop_event).is_set():
+        return {"id": task["id"], "overrides": task["overrides"], "status": "cancelled",
+                "attempts": 0}
+    return point_fn(task)
 
 
 def _task_crash(task: dict[str, Any], exc: BaseException) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,33 +188,72 @@ def test_dask_sweep_retries_records_failures_and_resumes(tmp_path, capsys):
         write_sweep_report(spec, out, metric="accuracy")
 
 
-def test_ctrl_c_cancels_outstanding_points(tmp_path):
-    """SIGINT while waiting on Dask: tasks not yet started never start; all are recorded."""
+class _Gate:
+    """Events shared by the Ctrl-C test and its point function (module level: Dask pickles the
+    task function, which then refers to these by name instead of carrying locks)."""
+
+    lock = threading.Lock()
+    started: list[str] = []
+    two_started = threading.Event()
+    cancelled = threading.Event()
+    release = threading.Event()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.started.clear()
+        for ev in (cls.two_started, cls.cancelled, cls.release):
+            ev.clear()
+
+
+def _blocked_point(task):
+    """Stands in for a notebook execution: blocks until the sweep has cancelled the rest."""
+    with _Gate.lock:
+        _Gate.started.append(task["id"])
+        if len(_Gate.started) == 2:
+            _Gate.two_started.set()
+    # a hang guard only: the test sets `release` long before this could run out
+    assert _Gate.release.wait(timeout=600), "the sweep never cancelled its outstanding points"
+    return {"id": task["id"], "overrides": task["overrides"], "status": "ok",
+            "attempts": 1, "runtime_s": 0.0}
+
+
+def test_ctrl_c_cancels_outstanding_points(tmp_path, monkeypatch):
+    """SIGINT while waiting on Dask: tasks not yet started never start; all are recorded.
+
+    No sleeps and no deadlines: the order of events is forced by the test. Each point blocks
+    until the sweep has cancelled the outstanding tasks, so neither a slow nor a fast machine
+    can let a point finish before the interrupt, or a queued point start after it.
+    """
+    import distributed
+
     f = _write_sweep(tmp_path / "cc.yaml", {"study": "fx2_ok", "device": "cpu",
                                            "grid": {"n": [1, 2, 3, 4]}})
     spec = load_sweep(f)
     points = plan_sweep(spec, _runner(), tmp_path / "out")
-    started = tmp_path / "started"
-    started.mkdir()
+    _Gate.reset()
+    real_cancel = distributed.Client.cancel
 
-    def slow_point(task):  # stands in for a notebook execution
-        (started / task["id"]).write_text("x")
-        time.sleep(3)
-        return {"id": task["id"], "overrides": task["overrides"], "status": "ok",
-                "attempts": 1, "runtime_s": 3.0}
+    def cancel_then_release(self, *args, **kwargs):  # returns once the scheduler has cancelled
+        out = real_cancel(self, *args, **kwargs)
+        _Gate.cancelled.set()
+        _Gate.release.set()
+        return out
+
+    monkeypatch.setattr(distributed.Client, "cancel", cancel_then_release)
 
     def interrupt_when_two_started():
-        deadline = time.time() + 60
-        while len(list(started.iterdir())) < 2 and time.time() < deadline:
-            time.sleep(0.05)
+        _Gate.two_started.wait()
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_when_two_started, daemon=True).start()
-    run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
-                    point_fn=slow_point, log=None)
-    assert run.interrupted
-    time.sleep(1.0)  # a task that was wrongly left queued would have started by now
-    assert len(list(started.iterdir())) == 2
+    try:
+        run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
+                        point_fn=_blocked_point, log=None)
+    finally:
+        _Gate.release.set()  # never leave a worker thread blocked, whatever happened above
+    assert _Gate.cancelled.is_set() and run.interrupted
+    # the cluster is closed when run_sweep returns: no queued task can start any more
+    assert len(_Gate.started) == 2
     assert [r.status for r in run.results] == ["cancelled"] * 4
     manifest = json.loads((tmp_path / "out" / "cc" / "sweep.json").read_text())
     assert manifest["interrupted"] is True
