@@ -23,7 +23,7 @@ METRIC ?=
 RUN_ARGS := --profile $(PROFILE) $(foreach s,$(STUDY),--study $(s)) \
 	$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set '$(s)')
 
-.PHONY: setup study test test-slow lab notebooks bench report sweep sweep-report clean-cache
+.PHONY: setup study test test-slow lab notebooks smoke-reference bench report sweep sweep-report clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,26 @@ notebooks: $(STAMP)
 			--cwd "$(CURDIR)" || { rm -f "$$tmp"; exit 1; }; \
 		mv "$$tmp" "$$nb"; \
 	done
+
+# Rebuild tests/reference/<study>.smoke.json, the tolerances of tests/test_smoke_regression.py:
+# every study at the smoke profile under four conditions (torch's default threads and one
+# thread, with and without oneDNN capped at AVX2, as other CPUs run other kernels), each from
+# an empty model cache. Value = the first condition's; tolerance from the spread (see
+# studylib/regression.py). About 12 minutes on 2 cores. Run it only when a change of the code
+# is meant to move the smoke numbers, and say so in the commit.
+REF_RUNS ?= outputs/reference-runs
+REF_CONDITIONS := default threads1 avx2 avx2-threads1
+smoke-reference: $(STAMP)
+	@set -e; rm -rf $(REF_RUNS); for cond in $(REF_CONDITIONS); do \
+		case $$cond in \
+			default) envs="";; threads1) envs="STUDYLIB_THREADS=1";; \
+			avx2) envs="ONEDNN_MAX_CPU_ISA=AVX2";; \
+			avx2-threads1) envs="ONEDNN_MAX_CPU_ISA=AVX2 STUDYLIB_THREADS=1";; esac; \
+		echo "smoke runs under $$cond ($${envs:-no settings})"; \
+		env $$envs STUDYLIB_CACHE=$(REF_RUNS)/$$cond/cache MPLBACKEND=agg STUDYLIB_PROGRESS=0 \
+			$(PY) -m studylib run --profile smoke --output-root $(REF_RUNS)/$$cond; \
+	done
+	$(PY) -m studylib.regression write --runs $(REF_RUNS) --conditions $(REF_CONDITIONS)
 
 # Benchmarks (added by another issue): runs `python -m benchmarks` when the package exists.
 bench: $(STAMP)

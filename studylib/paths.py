@@ -14,7 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = REPO_ROOT / "params"
 OUTPUTS_DIR = REPO_ROOT / "outputs"
-CACHE_DIR = OUTPUTS_DIR / "cache"
+# ``$STUDYLIB_CACHE`` moves the cache of trained models (for example to a scratch disk, or to
+# an empty folder to retrain everything without deleting the usual cache).
+CACHE_DIR = (Path(os.environ["STUDYLIB_CACHE"]).expanduser().resolve()
+             if os.environ.get("STUDYLIB_CACHE") else OUTPUTS_DIR / "cache")
 CHECKPOINT_DIR = CACHE_DIR / "checkpoints"
 
 

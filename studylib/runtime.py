@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -18,7 +17,7 @@ import torch
 
 from . import paths
 from .io import atomic_write_json, to_jsonable
-from .results import VERDICTS, round_sig, validate_results
+from .results import VERDICTS, validate_results
 
 _PROGRESS_OFF = {"0", "false", "no", "off"}
 
@@ -202,7 +201,9 @@ class StudyContext:
         entry = {"id": id, "statement": statement, "verdict": verdict,
                  "evidence": to_jsonable(evidence)}
         self.claims.append(entry)
-        print(f"[{verdict}] {id}: {json.dumps(round_sig(entry['evidence'], 4))}")
+        # The verdict line only: the evidence is in results.json, and its raw numbers would
+        # print float noise (the notebook prints what a reader needs, through studylib.fmt).
+        print(f"[{verdict}] {id}")
         return entry
 
     def save_figure(self, fig, name: str, **kwargs: Any) -> Path:

@@ -71,3 +71,49 @@ def test_nbval_passes_noise_and_catches_a_changed_number(tmp_path):
     assert proc.returncode == 1, out
     assert re.search(r"\b1 failed, 2 passed\b", out), out
     assert "check.ipynb::Cell 1" in out  # the changed number, and only it
+
+
+# ----------------------------------------------------------------------------- committed notebooks
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+_VERDICT_ROW = re.compile(r"^  (\S+)\s+(reproduced|not reproduced|inconclusive)$", re.M)
+
+
+def _ignored(cell) -> bool:
+    lines = [ln.strip() for ln in "".join(cell.source).splitlines()]
+    return ("# NBVAL_IGNORE_OUTPUT" in lines or "# NBVAL_SKIP" in lines
+            or "nbval-ignore-output" in cell.get("metadata", {}).get("tags", []))
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout")
+
+
+def test_every_notebook_compares_its_verdict_lines():
+    """The cell that calls ctx.finish() prints one verdict line per claim, and nbval compares it
+    (cells with numbers from trained models may be ignored: the smoke regression test checks
+    those numbers with tolerances)."""
+    assert len(NOTEBOOKS) == 6
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        (finish,) = [c for c in code if "ctx.finish()" in "".join(c.source)]
+        assert not _ignored(finish), f"{path.name}: the verdict summary must be compared"
+        rows = dict(_VERDICT_ROW.findall(_stdout(finish)))
+        claimed = re.findall(r"^\[(?:reproduced|not reproduced|inconclusive)\] (\S+)$",
+                             "".join(_stdout(c) for c in code), flags=re.M)
+        assert claimed and sorted(rows) == sorted(claimed), path.name
+
+
+def test_no_committed_output_prints_float_noise():
+    """Every number a notebook prints went through studylib.fmt: at most 3 significant digits."""
+    token = re.compile(r"(?<![\w.])-?(\d+\.\d+|\d+(\.\d+)?e[-+]?\d+)(?![\w.])")
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", "")) + "".join(
+                    out.get("data", {}).get("text/plain", ""))
+                for m in token.finditer(text):
+                    mantissa = m.group(1).lower().split("e")[0].replace(".", "").lstrip("0")
+                    assert len(mantissa) <= 3, f"{path.name} cell {i} prints {m.group(0)}"
