@@ -11,8 +11,8 @@ A reference is built from several runs of the same code under different conditio
 the first run, and the tolerance is :data:`SPREAD_FACTOR` times the largest deviation seen
 across the conditions, but at least the floor of the metric's kind:
 
-- *exact*: an integer-valued metric equal in every run (a count fixed by the data or the
-  architecture): no tolerance;
+- *exact*: any other integer-valued metric equal in every run (a count fixed by the data or
+  the architecture): no tolerance;
 - *bounded*: a quantity in [-1, 1] by definition, told by its name (:data:`BOUNDED`:
   accuracies, AUCs, fractions, correlations): absolute tolerance, floor :data:`BOUNDED_FLOOR`;
 - *unbounded*: anything else (a KL divergence, a logit): relative tolerance, floor
@@ -80,10 +80,10 @@ def metric_kind(name: str, values: Sequence[float | None]) -> str:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < len(values):
         return "missing"
+    if BOUNDED.search(name) and all(-1.0 <= v <= 1.0 for v in finite):
+        return "bounded"  # also at 0 or 1 in every run: an AUC of 0.0 is not a count
     if all(float(v).is_integer() for v in finite) and len(set(finite)) == 1:
         return "exact"
-    if BOUNDED.search(name) and all(-1.0 <= v <= 1.0 for v in finite):
-        return "bounded"
     return "unbounded"
 
 

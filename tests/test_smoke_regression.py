@@ -59,6 +59,8 @@ def test_tolerances_from_the_spread_with_floors(reference):
     assert metric_kind("psi", [0.5, 0.6]) == "unbounded"  # a KL divergence is not bounded by 1
     assert metric_kind("accuracy", [3.0, 4.0]) == "unbounded"  # percent, not a fraction
     assert metric_kind("auc", [None, 0.5]) == "missing"
+    assert metric_kind("auc_pgd_strongest", [0.0, 0.0]) == "bounded"  # not a count
+    assert metric_kind("gated_channels", [226.0, 226.0]) == "exact"
     kind, tol, spread = tolerance_for("accuracy", [0.9, 0.9, 0.9])
     assert (kind, tol.abs, spread) == ("bounded", BOUNDED_FLOOR, 0.0)
 
