@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import signal
@@ -195,13 +196,14 @@ class _Gate:
     lock = threading.Lock()
     started: list[str] = []
     two_started = threading.Event()
+    stopping = threading.Event()
     cancelled = threading.Event()
     release = threading.Event()
 
     @classmethod
     def reset(cls) -> None:
         cls.started.clear()
-        for ev in (cls.two_started, cls.cancelled, cls.release):
+        for ev in (cls.two_started, cls.stopping, cls.cancelled, cls.release):
             ev.clear()
 
 
@@ -241,10 +243,25 @@ def test_ctrl_c_cancels_outstanding_points(tmp_path, monkeypatch):
 
     monkeypatch.setattr(distributed.Client, "cancel", cancel_then_release)
 
+    real_set = distributed.Event.set
+
+    def note_stop(self, *args, **kwargs):  # the sweep's first act on a KeyboardInterrupt
+        _Gate.stopping.set()
+        return real_set(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Event, "set", note_stop)
+
     def interrupt_when_two_started():
         _Gate.two_started.wait()
-        os.kill(os.getpid(), signal.SIGINT)
+        # Sent to the process, as a real Ctrl-C is. Sent again only if the sweep has not
+        # reacted: Python drops a KeyboardInterrupt that lands in a finaliser, and a user
+        # would then press Ctrl-C again.
+        for _ in range(60):
+            os.kill(os.getpid(), signal.SIGINT)
+            if _Gate.stopping.wait(timeout=1.0):
+                return
 
+    gc.collect()  # fewer finalisers left to run in the main thread while the signal arrives
     threading.Thread(target=interrupt_when_two_started, daemon=True).start()
     try:
         run = run_sweep(spec, points, executor="dask", workers=2, processes=False,
