@@ -1,0 +1,256 @@
+"""Confidence intervals, each on its quantity's natural scale.
+
+One implementation of each interval the claims use (issue "Claims you can trust"):
+
+- :func:`t_interval`: mean over seeds with a Student-t interval (an unbounded quantity);
+- :func:`fisher_z_interval`: correlations over seeds, t-interval on ``atanh(r)`` and back, so
+  the interval stays inside [-1, 1];
+- :func:`log_ratio_interval`: multiplicative ratios over seeds, t-interval on ``log`` and back
+  (a geometric mean and an interval inside (0, inf));
+- :func:`logit_interval`: proportions over seeds (an accuracy per seed), t-interval on the
+  logit scale, inside [0, 1];
+- :func:`wilson_interval` and :func:`clopper_pearson_interval`: k successes of n trials;
+- :func:`paired_difference`: per-seed differences of two paired quantities;
+- :func:`hierarchical_bootstrap`: a statistic of test items measured within each seed, resampled
+  over seeds and then over items within each drawn seed;
+- :func:`seeds_needed`: how many seeds the observed effect and spread would need.
+
+Why our own code: scipy and statsmodels give the distributions and the Wilson and
+Clopper-Pearson formulas (used below), but no function that takes per-seed values, applies
+the scale transform, and returns the interval together with what a claim needs to report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CI = 0.95
+_EDGE = 1e-9  # a correlation of exactly +-1 or a proportion of exactly 0 or 1 is moved inside
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its confidence interval.
+
+    Attributes:
+        estimate: the point estimate on the quantity's own scale (a mean, a geometric mean,
+            a back-transformed mean correlation).
+        lo, hi: the interval's ends (NaN when it cannot be computed, e.g. from one seed).
+        method: how it was computed, for the report (e.g. ``"fisher-z t over 3 seeds"``).
+        n: the number of independent units it rests on (seeds, or trials).
+        values: the per-unit values on the quantity's scale (empty for counts).
+        spread: the standard deviation of the per-seed values *on the interval's working
+            scale* (NaN for counts or one seed); :func:`seeds_needed` uses it.
+        scale: the working scale's name: ``identity`` | ``fisher-z`` | ``log`` | ``logit``
+            | ``count``.
+    """
+
+    estimate: float
+    lo: float
+    hi: float
+    method: str
+    n: int
+    values: tuple[float, ...] = ()
+    spread: float = math.nan
+    scale: str = "identity"
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+    @property
+    def defined(self) -> bool:
+        return not (math.isnan(self.lo) or math.isnan(self.hi))
+
+
+def _values(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(list(values), dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"expected a 1-d sequence of per-seed values, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"per-seed values must be finite, got {arr.tolist()}")
+    return arr
+
+
+def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
+    """Mean, lo, hi and sd of ``z`` with a t-interval (NaN interval for one value)."""
+    n = z.size
+    if n == 0:
+        raise ValueError("no values")
+    m = float(z.mean())
+    if n < 2:
+        return m, math.nan, math.nan, math.nan
+    sd = float(z.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n)
+    return m, m - half, m + half, sd
+
+
+def t_interval(values: Sequence[float], *, ci: float = CI) -> Interval:
+    """Mean over seeds with a Student-t interval, for a quantity with no natural bounds."""
+    z = _values(values)
+    m, lo, hi, sd = _t_on_scale(z, ci)
+    return Interval(m, lo, hi, f"t over {z.size} seeds", z.size, tuple(z.tolist()), sd)
+
+
+def fisher_z_interval(rhos: Sequence[float], *, ci: float = CI) -> Interval:
+    """Correlations over seeds: t-interval of ``atanh(r)`` over seeds, mapped back by ``tanh``.
+
+    The estimate is ``tanh(mean(atanh(r)))``; the interval lies inside [-1, 1]. A correlation
+    of exactly +-1 is moved to +-(1 - 1e-9) first.
+    """
+    r = _values(rhos)
+    if np.any(np.abs(r) > 1):
+        raise ValueError(f"correlations must lie in [-1, 1], got {r.tolist()}")
+    z = np.arctanh(np.clip(r, -1 + _EDGE, 1 - _EDGE))
+    m, lo, hi, sd = _t_on_scale(z, ci)
+    return Interval(float(np.tanh(m)), float(np.tanh(lo)), float(np.tanh(hi)),
+                    f"fisher-z t over {r.size} seeds", r.size, tuple(r.tolist()), sd, "fisher-z")
+
+
+def log_ratio_interval(ratios: Sequence[float], *, ci: float = CI) -> Interval:
+    """Multiplicative ratios over seeds: t-interval of ``log`` ratio, mapped back by ``exp``.
+
+    The estimate is the geometric mean. Example: ratios 26, 92 and 35 give 43.7 [8.5, 226],
+    where a raw-scale t-interval would give [-38, 140].
+    """
+    x = _values(ratios)
+    if np.any(x <= 0):
+        raise ValueError(f"ratios must be positive, got {x.tolist()}")
+    m, lo, hi, sd = _t_on_scale(np.log(x), ci)
+    return Interval(math.exp(m), math.exp(lo) if not math.isnan(lo) else math.nan,
+                    math.exp(hi) if not math.isnan(hi) else math.nan,
+                    f"log-scale t over {x.size} seeds", x.size, tuple(x.tolist()), sd, "log")
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EDGE, 1 - _EDGE)
+    return np.log(p / (1 - p))
+
+
+def _expit(z: float) -> float:
+    return float(1 / (1 + math.exp(-z))) if not math.isnan(z) else math.nan
+
+
+def logit_interval(proportions: Sequence[float], *, ci: float = CI) -> Interval:
+    """Proportions over seeds (e.g. one accuracy per seed): t-interval on the logit scale.
+
+    The estimate is the plain mean of the proportions (what a reader expects to see); the
+    interval is the back-transformed logit-scale interval, inside [0, 1]. With every seed at
+    0 or at 1 the interval is that point (the quantity is at its floor or ceiling: see
+    :func:`studylib.stats.verdicts.at_floor_or_ceiling`).
+    """
+    p = _values(proportions)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"proportions must lie in [0, 1], got {p.tolist()}")
+    mean = float(p.mean())
+    if np.all(p == p[0]) and p[0] in (0.0, 1.0):
+        return Interval(mean, mean, mean, f"logit t over {p.size} seeds", p.size,
+                        tuple(p.tolist()), 0.0, "logit")
+    _, lo, hi, sd = _t_on_scale(_logit(p), ci)
+    return Interval(mean, _expit(lo), _expit(hi), f"logit t over {p.size} seeds", p.size,
+                    tuple(p.tolist()), sd, "logit")
+
+
+def wilson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
+    """``k`` successes in ``n`` independent trials: Wilson score interval."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    _check_counts(k, n)
+    lo, hi = proportion_confint(k, n, alpha=1 - ci, method="wilson")
+    return Interval(k / n, float(lo), float(hi), f"wilson over {n} trials", n, (), math.nan,
+                    "count")
+
+
+def clopper_pearson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
+    """``k`` successes in ``n`` independent trials: exact (Clopper-Pearson) interval."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    _check_counts(k, n)
+    lo, hi = proportion_confint(k, n, alpha=1 - ci, method="beta")
+    return Interval(k / n, float(lo), float(hi), f"clopper-pearson over {n} trials", n, (),
+                    math.nan, "count")
+
+
+def _check_counts(k: int, n: int) -> None:
+    if n < 1 or not 0 <= k <= n or int(k) != k or int(n) != n:
+        raise ValueError(f"need integers 0 <= k <= n and n >= 1, got k={k}, n={n}")
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, ci: float = CI) -> Interval:
+    """``a - b`` paired by seed (the same seed's models), with a t-interval over seeds."""
+    x, y = _values(a), _values(b)
+    if x.shape != y.shape:
+        raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")
+    d = x - y
+    m, lo, hi, sd = _t_on_scale(d, ci)
+    return Interval(m, lo, hi, f"paired t over {d.size} seeds", d.size, tuple(d.tolist()), sd)
+
+
+def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
+                           statistic: Callable[[np.ndarray], float] = np.mean, *,
+                           n_boot: int = 2000, ci: float = CI, seed: int = 0) -> Interval:
+    """A statistic of test items measured within each seed: resample seeds, then items.
+
+    Args:
+        per_seed: one array per seed; its first axis indexes test items (rows are resampled
+            together, e.g. ``np.column_stack([score, label])`` for an AUC).
+        statistic: function of one seed's (resampled) items returning a float; the estimate is
+            its mean over seeds.
+        n_boot: bootstrap replicates; ci: coverage; seed: seed of the resampling generator.
+
+    Each replicate draws seeds with replacement, then items with replacement within each
+    drawn seed, and averages the statistic over the drawn seeds: both the between-seed and the
+    within-seed (test-set) variation enter the percentile interval.
+    """
+    groups = [np.asarray(g) for g in per_seed]
+    if not groups or any(g.shape[0] < 2 for g in groups):
+        raise ValueError("need at least one seed with at least two items each")
+    rng = np.random.default_rng(seed)
+    estimate = float(np.mean([statistic(g) for g in groups]))
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        drawn = rng.integers(0, len(groups), size=len(groups))
+        vals = [statistic(groups[s][rng.integers(0, groups[s].shape[0], groups[s].shape[0])])
+                for s in drawn]
+        reps[b] = np.mean(vals)
+    reps = reps[np.isfinite(reps)]
+    alpha = (1 - ci) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if reps.size else (math.nan, math.nan)
+    return Interval(estimate, float(lo), float(hi),
+                    f"hierarchical bootstrap over {len(groups)} seeds x items", len(groups),
+                    tuple(float(statistic(g)) for g in groups), math.nan, "bootstrap")
+
+
+def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
+                 max_seeds: int = 1000) -> int | None:
+    """Seeds the observed effect and spread would need to decide ``estimate`` vs ``threshold``.
+
+    On the interval's working scale, the smallest ``n >= 2`` with
+    ``t_{n-1} * sd / sqrt(n) < |mean - threshold|``; None when the interval has no spread
+    to extrapolate from (one seed, counts, a bootstrap), or when the estimate sits on the
+    threshold, or more than ``max_seeds`` would be needed.
+    """
+    sd = interval.spread
+    if math.isnan(sd) or interval.n < 2:
+        return None
+    transform = {"identity": lambda v: v,
+                 "fisher-z": lambda v: math.atanh(max(-1 + _EDGE, min(1 - _EDGE, v))),
+                 "log": lambda v: math.log(v) if v > 0 else -math.inf,
+                 "logit": lambda v: float(_logit(np.array([v]))[0])}.get(interval.scale)
+    if transform is None:
+        return None
+    z = np.asarray([transform(v) for v in interval.values], dtype=float)
+    gap = abs(float(z.mean()) - transform(threshold))
+    if not math.isfinite(gap) or gap == 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, max_seeds + 1):
+        if float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n) < gap:
+            return n
+    return None
