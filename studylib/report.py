@@ -133,8 +133,29 @@ def format_evidence(evidence: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITE
     return md_escape("; ".join(shown)) if shown else ""
 
 
+def claim_evidence(claim: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITEMS) -> str:
+    """A claim's key evidence: a typed claim's own estimate and interval, as recorded (the rule
+    and how many seeds lie on the claimed side after them); an older claim's numbers through
+    :func:`format_evidence`."""
+    if "schema" in claim and "estimate" in claim:
+        lo, hi = (claim.get("ci95") or [None, None])[:2]
+        rule = claim.get("rule") or {}
+        text = (f"{fmt_number(claim['estimate'])} [{fmt_number(lo)}, {fmt_number(hi)}] "
+                f"({claim.get('interval', '')}); {rule.get('kind', '?')} "
+                f"{fmt_number(rule.get('threshold'))}")
+        if rule.get("margin"):
+            text += f" (margin {fmt_number(rule['margin'])})"
+        text += f"; {claim.get('seeds_on_claimed_side')} of {claim.get('n_seeds')} seeds"
+        return md_escape(text)
+    ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}
+    return format_evidence(ev, max_items=max_items)
+
+
 def claim_n_seeds(claim: dict[str, Any], results: dict[str, Any]) -> str:
-    """``n_seeds`` (or ``n``) from the claim's evidence, else the number of the study's seeds."""
+    """``n_seeds`` of a typed claim, or (or ``n``) from an older claim's evidence, else the
+    number of the study's seeds."""
+    if "schema" in claim and isinstance(claim.get("n_seeds"), int):
+        return str(claim["n_seeds"])
     ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}
     for key in ("n_seeds", "n"):
         if isinstance(ev.get(key), int) and not isinstance(ev.get(key), bool):
@@ -177,8 +198,7 @@ def study_paragraph(claims: list[dict[str, Any]]) -> str:
         items = []
         for c in group:
             statement = str(c.get("statement", "")).strip().rstrip(".")
-            ev = c.get("evidence") if isinstance(c.get("evidence"), dict) else {}
-            shown = format_evidence(ev, max_items=1).removesuffix("; ...")
+            shown = claim_evidence(c, max_items=1).removesuffix("; ...")
             items.append(md_escape(statement) + (f" ({shown})" if shown else ""))
         parts.append(f"**{labels[verdict]}:** " + "; ".join(items) + ".")
     return " ".join(parts)
@@ -281,7 +301,7 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
             lines.append(
                 f"| {md_escape(study)} | `{md_escape(c.get('id', '?'))}` "
                 f"| {md_escape(c.get('verdict', '?'))} "
-                f"| {format_evidence(c.get('evidence', {}))} "
+                f"| {claim_evidence(c)} "
                 f"| {claim_n_seeds(c, res)} |")
     if not any_claim:
         lines.append("| | | | (no claims recorded) | |")

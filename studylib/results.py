@@ -222,13 +222,18 @@ def validate_results(obj: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"metric {name!r} must be a number, got {type(value).__name__}")
     seen: set[str] = set()
     for c in obj["claims"]:
-        for key in ("id", "statement", "verdict", "evidence"):
-            if key not in c:
-                raise ValueError(f"claim {c.get('id', '?')!r} is missing {key!r}")
+        if "schema" in c:  # a typed claim (studylib.stats.Claim): its own schema and checks
+            from .stats import Claim
+
+            Claim.from_json(c)
+        else:  # a claim written before the typed claims: id, statement, verdict, evidence
+            for key in ("id", "statement", "verdict", "evidence"):
+                if key not in c:
+                    raise ValueError(f"claim {c.get('id', '?')!r} is missing {key!r}")
+            if not isinstance(c["evidence"], dict):
+                raise ValueError(f"claim {c['id']!r}: evidence must be an object")
         if c["verdict"] not in VERDICTS:
             raise ValueError(f"claim {c['id']!r}: verdict {c['verdict']!r} not in {VERDICTS}")
-        if not isinstance(c["evidence"], dict):
-            raise ValueError(f"claim {c['id']!r}: evidence must be an object")
         if c["id"] in seen:
             raise ValueError(f"claim id {c['id']!r} appears twice")
         seen.add(c["id"])

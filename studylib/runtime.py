@@ -206,6 +206,15 @@ class StudyContext:
         print(f"[{verdict}] {id}")
         return entry
 
+    def add(self, claim) -> dict:
+        """Record a typed claim (:class:`studylib.stats.Claim`) and show its readable block."""
+        if any(c["id"] == claim.id for c in self.claims):
+            raise ValueError(f"claim {claim.id!r} was recorded twice")
+        entry = claim.to_json()
+        self.claims.append(entry)
+        print(claim.block())
+        return entry
+
     def save_figure(self, fig, name: str, **kwargs: Any) -> Path:
         """Save ``fig`` as ``figures/<name>.png`` and show it inline (see plotting.save_figure)."""
         from .plotting import save_figure

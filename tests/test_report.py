@@ -177,3 +177,17 @@ def test_write_report_and_cli(profile_root, capsys):
 def test_report_of_an_empty_profile(tmp_path):
     text = build_report("paper", tmp_path)
     assert "No study results under `paper/` yet" in text
+
+
+def test_a_typed_claim_shows_its_own_estimate_and_interval():
+    """No pairing by position: the estimate and the interval are one field pair."""
+    from studylib.report import claim_evidence
+    from studylib.stats import Rule, make_claim, paired_difference
+
+    drop = paired_difference([0.95, 0.94, 0.96], [0.57, 0.58, 0.56])  # AUC drop 0.38
+    claim = make_claim("sensitive_to_noise", "AUC drops under noise", drop, Rule("greater", 0.0),
+                       details={"auc_clean": 0.95, "strongest_level": 0.5})
+    text = claim_evidence(claim.to_json())
+    assert text.startswith("0.38 [")
+    assert "auc_clean" not in text and "greater 0" in text and "3 of 3 seeds" in text
+    assert claim_n_seeds(claim.to_json(), {"seeds": [0]}) == "3"

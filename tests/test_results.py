@@ -148,3 +148,25 @@ def test_atomic_write_gives_files_the_umask_permissions(tmp_path):
 
     p = atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~io._UMASK
+
+
+def test_typed_claims_are_recorded_validated_and_shown(tmp_path, capsys):
+    from studylib.stats import Rule, log_ratio_interval, make_claim
+
+    ctx = StudyContext("demo", "smoke", tmp_path / "out", "cpu", [0, 1, 2], {})
+    claim = make_claim("ratio_at_least_3", "ratio >= 3", log_ratio_interval([26.0, 92.0, 35.0]),
+                       Rule("at_least", 3.0))
+    ctx.add(claim)
+    with pytest.raises(ValueError, match="twice"):
+        ctx.add(claim)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "[reproduced] ratio_at_least_3"
+    assert "estimate 43.7 [8.47, 226]" in out and "3 of 3 seeds" in out
+    data = json.loads(ctx.finish().read_text())
+    (entry,) = data["claims"]
+    assert entry["estimate"] == pytest.approx(43.7, abs=0.05) and entry["ci95"][0] > 0
+    R.validate_results(data)
+    broken = json.loads(json.dumps(data))
+    broken["claims"][0]["estimate"] = 500.0  # outside its own interval
+    with pytest.raises(ValueError, match="outside its interval"):
+        R.validate_results(broken)
