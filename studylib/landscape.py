@@ -29,7 +29,8 @@ companion "Interpreting Adversarial Robustness: A View from Decision Surface in 
   :func:`crossing_table`, :func:`psi_table`, :func:`adversarial_accuracy_table`) returning
   pandas DataFrames, and the ranking statistics the claims are computed from
   (:func:`kendall_tau`, :func:`mean_pairwise_kendall_tau`, :func:`ranking_stability_per_seed`,
-  :func:`rank_agreement_per_seed`) and one ``claim_*`` function per claim.
+  :func:`rank_agreement_per_seed`). The claims themselves are decided in
+  :mod:`studylib.studies.loss_visualization`.
 
 The margin, cuts, crossing search, sharpness and rescaling are written here (on plain torch)
 because no maintained library computes input-space decision surfaces or this metric; the
@@ -936,135 +937,6 @@ def rank_agreement_per_seed(df_a, df_b, *, value_a: str, value_b: str,
     return out
 
 
-# ============================================================================ claims
-# Each function turns the tables above into (verdict, evidence) for one claim of the study.
-# Evidence always holds the per-seed values, their mean, a 95% t-interval over seeds (``ci95``)
-# and ``n_seeds``; verdicts come from studylib.results' CI-vs-threshold helpers.
-
-
-def _seed_stats(per_seed: Mapping[int, float]) -> dict[str, Any]:
-    from .results import mean_ci
-
-    vals = [float(v) for _, v in sorted(per_seed.items())]
-    mc = mean_ci(vals)
-    return {"per_seed": vals, "mean": mc["mean"], "ci95": mc["ci95"], "n_seeds": len(vals)}
-
-
-def claim_margin_crossing(summary, *, regime: str = "natural", threshold: float = 3.0):
-    """``margin_crossing_adversarial_vs_random``: for models of ``regime`` the per-model median
-    ratio (random / adversarial crossing step, from :func:`crossing_ratio_summary`) is >=
-    ``threshold``. Per architecture: the ratio per seed, its t-interval; the verdict needs every
-    architecture's whole interval >= threshold (:func:`studylib.results.combine_verdicts`)."""
-    from .results import combine_verdicts, verdict_at_least
-
-    sub = summary[summary.regime == regime]
-    if sub.empty:
-        raise ValueError(f"no models of regime {regime!r} in the crossing summary")
-    evidence: dict[str, Any] = {"threshold": threshold, "by_arch": {}}
-    verdicts = []
-    for arch, g in sub.groupby("arch", sort=False):
-        st = _seed_stats(dict(zip(g.seed, g.ratio_median, strict=True)))
-        st["rand_censored_fraction"] = float(g.rand_censored.mean())
-        evidence["by_arch"][arch] = st
-        verdicts.append(verdict_at_least(st["ci95"], threshold))
-    pooled = _seed_stats(sub.groupby("seed").ratio_median.min().to_dict())
-    evidence.update({"min_over_arch_mean": pooled["mean"], "ci95": pooled["ci95"],
-                     "n_seeds": pooled["n_seeds"]})
-    return combine_verdicts(verdicts), evidence
-
-
-def claim_robust_widens_margin(summary, *, natural: str = "natural",
-                               robust: Sequence[str] = ("pgd_small", "pgd_large")):
-    """``robust_training_widens_margin``: for each architecture and robust regime, the ratio
-    (median d_adv crossing step of the robust model) / (that of the natural model of the same
-    architecture and seed) is > 1; the verdict needs every pair's interval above 1."""
-    from .results import combine_verdicts, verdict_greater
-
-    evidence: dict[str, Any] = {"threshold": 1.0, "pairs": {}}
-    verdicts = []
-    per_seed_min: dict[int, float] = {}
-    for arch in summary.arch.unique():
-        nat = summary[(summary.arch == arch) & (summary.regime == natural)].set_index("seed")
-        for reg in robust:
-            rob = summary[(summary.arch == arch) & (summary.regime == reg)].set_index("seed")
-            seeds = sorted(set(nat.index) & set(rob.index))
-            if not seeds:
-                continue
-            ratio = {s: float(rob.adv_median[s] / nat.adv_median[s]) for s in seeds}
-            st = _seed_stats(ratio)
-            st["natural_median_step"] = float(nat.adv_median[seeds].mean())
-            st["robust_median_step"] = float(rob.adv_median[seeds].mean())
-            evidence["pairs"][f"{arch}/{reg}"] = st
-            verdicts.append(verdict_greater(st["ci95"], 1.0))
-            for s, r in ratio.items():
-                per_seed_min[s] = min(per_seed_min.get(s, math.inf), r)
-    if not verdicts:
-        raise ValueError("no (natural, robust) pairs found in the crossing summary")
-    pooled = _seed_stats(per_seed_min)
-    evidence.update({"min_ratio_mean": pooled["mean"], "ci95": pooled["ci95"],
-                     "n_seeds": pooled["n_seeds"]})
-    return combine_verdicts(verdicts), evidence
-
-
-def claim_metric_tracks_accuracy(psi_scores, acc_scores, *, threshold: float = -0.8):
-    """``metric_tracks_adversarial_accuracy``: per seed, Spearman rho across the models between
-    psi (column ``score``) and PGD accuracy (column ``accuracy``); interval <= threshold."""
-    from .results import verdict_at_most
-
-    rho = rank_agreement_per_seed(psi_scores, acc_scores, value_a="score", value_b="accuracy")
-    st = _seed_stats(rho)
-    st["threshold"] = threshold
-    return verdict_at_most(st["ci95"], threshold), st
-
-
-def claim_metric_stable(psi_settings, acc_settings, *, threshold: float = 0.8):
-    """``metric_stable_across_settings``: per seed, the mean pairwise Kendall tau of the psi
-    ranking across metric settings (eps, restarts, n_points) is >= threshold, and the
-    difference (psi tau - accuracy tau across attack settings) is >= 0."""
-    from .results import combine_verdicts, verdict_at_least
-
-    tau_psi = ranking_stability_per_seed(psi_settings, setting_cols=["eps", "restarts",
-                                                                     "n_points"],
-                                         value_col="score")
-    tau_acc = ranking_stability_per_seed(acc_settings, setting_cols=["attack", "eps", "steps"],
-                                         value_col="accuracy")
-    sp, sa = _seed_stats(tau_psi), _seed_stats(tau_acc)
-    diff = _seed_stats({s: tau_psi[s] - tau_acc[s] for s in tau_psi if s in tau_acc})
-    evidence = {"tau_psi_mean": sp["mean"], "ci95": sp["ci95"], "n_seeds": sp["n_seeds"],
-                "tau_psi_per_seed": sp["per_seed"], "tau_accuracy_mean": sa["mean"],
-                "tau_accuracy_ci95": sa["ci95"], "tau_accuracy_per_seed": sa["per_seed"],
-                "tau_difference_mean": diff["mean"], "tau_difference_ci95": diff["ci95"],
-                "threshold": threshold,
-                "n_psi_settings": int(psi_settings[["eps", "restarts", "n_points"]]
-                                      .drop_duplicates().shape[0]),
-                "n_accuracy_settings": int(acc_settings[["attack", "eps", "steps"]]
-                                           .drop_duplicates().shape[0])}
-    verdict = combine_verdicts([verdict_at_least(sp["ci95"], threshold),
-                                verdict_at_least(diff["ci95"], 0.0)])
-    return verdict, evidence
-
-
-def claim_metric_cheaper(psi_subset, psi_full, subset_seconds: Mapping[int, float],
-                         grid_seconds: Mapping[int, float], *, threshold: float = 0.8):
-    """``metric_cheaper_than_adversarial_testing``: per seed, Kendall tau between the models'
-    psi on the subset and on the full test set (>= threshold) and the wall-time ratio
-    (psi on the subset, all models) / (adversarial accuracy grid, all models) (< 1)."""
-    from .results import combine_verdicts, verdict_at_least, verdict_less
-
-    tau = rank_agreement_per_seed(psi_subset, psi_full, value_a="score", value_b="score",
-                                  method="kendall")
-    st = _seed_stats(tau)
-    ratio = _seed_stats({s: subset_seconds[s] / grid_seconds[s] for s in subset_seconds})
-    evidence = {"tau_mean": st["mean"], "ci95": st["ci95"], "n_seeds": st["n_seeds"],
-                "tau_per_seed": st["per_seed"], "threshold": threshold,
-                "time_ratio_mean": ratio["mean"], "time_ratio_ci95": ratio["ci95"],
-                "psi_subset_seconds": [float(subset_seconds[s]) for s in sorted(subset_seconds)],
-                "accuracy_grid_seconds": [float(grid_seconds[s]) for s in sorted(grid_seconds)]}
-    verdict = combine_verdicts([verdict_at_least(st["ci95"], threshold),
-                                verdict_less(ratio["ci95"], 1.0)])
-    return verdict, evidence
-
-
 def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: torch.Tensor, *,
                     eps: float, c: float = 10.0, layers: Sequence[int] = (0,),
                     psi_steps: int = 10, radius: float = 1.0, n_samples: int = 10,
@@ -1103,37 +975,6 @@ def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: to
                          "sharpness": s0, "sharpness_rescaled": s1, "sharpness_factor": fac,
                          "max_logit_diff": max_output_difference(model, r, x)})
     return pd.DataFrame(rows)
-
-
-def claim_reparameterization(table, *, layer: int = 0, psi_tolerance: float = 0.01,
-                             sharpness_factor: float = 2.0):
-    """``metric_invariant_to_reparameterization``: with ``layer`` rescaled, per seed the largest
-    relative psi change over the models is <= ``psi_tolerance``, and -- per architecture --
-    the median over its models of the sharpness change factor is > ``sharpness_factor``.
-    Every part must hold (:func:`studylib.results.combine_verdicts`). Other layers in
-    ``table`` are reported, not judged."""
-    from .results import combine_verdicts, verdict_at_most, verdict_greater
-
-    t = table[table.layer == layer]
-    if t.empty:
-        raise ValueError(f"no rows for layer {layer} in the rescaling table")
-    psi = _seed_stats(t.groupby("seed").psi_rel_change.max().to_dict())
-    evidence: dict[str, Any] = {"psi_max_rel_change_mean": psi["mean"], "ci95": psi["ci95"],
-                                "n_seeds": psi["n_seeds"],
-                                "psi_max_rel_change_per_seed": psi["per_seed"],
-                                "psi_tolerance": psi_tolerance, "layer": layer,
-                                "sharpness_threshold": sharpness_factor,
-                                "sharpness_factor_by_arch": {}, "other_layers": {}}
-    verdicts = [verdict_at_most(psi["ci95"], psi_tolerance)]
-    for arch, g in t.groupby("arch", sort=False):
-        st = _seed_stats(g.groupby("seed").sharpness_factor.median().to_dict())
-        evidence["sharpness_factor_by_arch"][arch] = st
-        verdicts.append(verdict_greater(st["ci95"], sharpness_factor))
-    for (arch, lay), g in table[table.layer != layer].groupby(["arch", "layer"], sort=False):
-        evidence["other_layers"][f"{arch}/layer{lay}"] = {
-            "sharpness_factor_median": float(g.sharpness_factor.median()),
-            "psi_max_rel_change": float(g.psi_rel_change.max())}
-    return combine_verdicts(verdicts), evidence
 
 
 def gradient_masking_report(control: nn.Module, reference: nn.Module, x: torch.Tensor,

@@ -206,14 +206,14 @@ class StudyContext:
         print(f"[{verdict}] {id}")
         return entry
 
-    def add(self, claim) -> dict:
-        """Record a typed claim (:class:`studylib.stats.Claim`) and show its readable block."""
+    def add(self, claim) -> None:
+        """Record a typed claim (:class:`studylib.stats.Claim`) and show its readable block.
+
+        Returns None, so that a cell ending in ``ctx.add(...)`` shows the block only."""
         if any(c["id"] == claim.id for c in self.claims):
             raise ValueError(f"claim {claim.id!r} was recorded twice")
-        entry = claim.to_json()
-        self.claims.append(entry)
+        self.claims.append(claim.to_json())
         print(claim.block())
-        return entry
 
     def save_figure(self, fig, name: str, **kwargs: Any) -> Path:
         """Save ``fig`` as ``figures/<name>.png`` and show it inline (see plotting.save_figure)."""

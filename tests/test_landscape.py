@@ -412,35 +412,7 @@ def test_crossing_ratio_summary_by_hand():
     assert s.rand_censored == pytest.approx(0.25)
 
 
-def _summary(rows):
-    import pandas as pd
-
-    return pd.DataFrame([{"arch": a, "regime": r, "seed": s, "adv_median": adv,
-                          "ratio_median": ratio, "rand_censored": 0.0}
-                         for a, r, s, adv, ratio in rows])
-
-
-def test_claim_helpers_compute_verdicts_from_numbers():
-    rows = []
-    for seed in range(3):
-        rows += [("cnn", "natural", seed, 0.10 + 0.01 * seed, 10 + seed),
-                 ("cnn", "pgd", seed, 0.20 + 0.01 * seed, 5.0),
-                 ("mlp", "natural", seed, 0.05, 2.0 + 0.1 * seed),
-                 ("mlp", "pgd", seed, 0.04 + 0.001 * seed, 4.0)]
-    summ = _summary(rows)
-    v, ev = L.claim_margin_crossing(summ, regime="natural", threshold=3.0)
-    assert v == "not reproduced"  # the mlp's ratios (2.0-2.2) are all below 3
-    assert ev["by_arch"]["cnn"]["mean"] == pytest.approx(11.0)
-    v, _ = L.claim_margin_crossing(summ[summ.arch == "cnn"], regime="natural")
-    assert v == "reproduced"
-    v, ev = L.claim_robust_widens_margin(summ, natural="natural", robust=["pgd"])
-    assert v == "not reproduced"  # the mlp's pgd crosses earlier
-    v, ev = L.claim_robust_widens_margin(summ[summ.arch == "cnn"], natural="natural",
-                                         robust=["pgd"])
-    assert v == "reproduced" and ev["n_seeds"] == 3
-
-
-def test_metric_claim_helpers_by_hand():
+def test_rank_agreement_and_stability_by_hand():
     import pandas as pd
 
     psi_rows, acc_rows = [], []
@@ -456,17 +428,15 @@ def test_metric_claim_helpers_by_hand():
                                  "accuracy": (0.9 - 0.2 * i) if eps == 0.1 else 0.0})
     psi, acc = pd.DataFrame(psi_rows), pd.DataFrame(acc_rows)
     base = psi[psi.eps == 0.1]
-    v, ev = L.claim_metric_tracks_accuracy(base, acc[acc.eps == 0.1])
-    assert v == "reproduced" and ev["mean"] == pytest.approx(-1.0)
-    v, ev = L.claim_metric_stable(psi, acc)
-    assert v == "reproduced"
-    assert ev["tau_psi_mean"] == pytest.approx(1.0)
-    assert ev["tau_accuracy_mean"] == pytest.approx(0.0)  # the all-zero setting ranks nothing
-    secs = {0: 1.0, 1: 1.2, 2: 0.9}
-    v, ev = L.claim_metric_cheaper(base, base, secs, {s: 10.0 for s in secs})
-    assert v == "reproduced" and ev["time_ratio_mean"] == pytest.approx(31 / 300)
-    v, _ = L.claim_metric_cheaper(base, base, secs, {s: 0.5 for s in secs})
-    assert v == "not reproduced"  # slower than the grid
+    rho = L.rank_agreement_per_seed(base, acc[acc.eps == 0.1], value_a="score",
+                                    value_b="accuracy")
+    assert rho == pytest.approx({0: -1.0, 1: -1.0, 2: -1.0})
+    tau_psi = L.ranking_stability_per_seed(psi, setting_cols=["eps", "restarts", "n_points"],
+                                           value_col="score")
+    tau_acc = L.ranking_stability_per_seed(acc, setting_cols=["attack", "eps", "steps"],
+                                           value_col="accuracy")
+    assert tau_psi == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0})
+    assert tau_acc == pytest.approx({0: 0.0, 1: 0.0, 2: 0.0})  # the all-zero setting ranks nothing
 
 
 def test_rescaling_table_and_claim_on_real_models():
@@ -485,6 +455,8 @@ def test_rescaling_table_and_claim_on_real_models():
                                torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long),
                                eps=0.05, layers=[0], psi_steps=2, n_samples=2, progress=False)
     assert tb.empty
-    v, ev = L.claim_reparameterization(t, layer=0)
-    assert ev["psi_max_rel_change_mean"] < 1e-3
-    assert v in ("reproduced", "not reproduced", "inconclusive")
+    from studylib.studies.loss_visualization import claim_metric_invariant_to_reparameterization
+
+    claim = claim_metric_invariant_to_reparameterization(t, layer=0)
+    psi_row = claim.details["conditions"][0]
+    assert psi_row["condition"].startswith("psi") and psi_row["estimate"] < 1e-3

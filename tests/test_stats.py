@@ -68,7 +68,15 @@ def test_fisher_z_interval_stays_inside_minus_one_one():
     # the raw-scale t-interval of the same values passes 1 (06 LeNet: up to 1.019)
     assert t_interval([0.95, 0.99, 0.97]).hi > 1
     assert fisher_z_interval([0.9, 0.9, 0.9]).ci95 == pytest.approx((0.9, 0.9))
-    assert fisher_z_interval([1.0, 1.0]).hi <= 1.0
+    assert fisher_z_interval([1.0, 1.0]).ci95 == pytest.approx((1.0, 1.0))
+    # 01's Kendall taus 0.956, 1, 1: atanh(1) is infinite, so the raw t-interval clipped to
+    # [-1, 1] is used (clipping 1 to 1 - 1e-9 instead gave [-0.9999, 1], decided by the 1e-9)
+    mixed = fisher_z_interval([0.9556, 1.0, 1.0])
+    raw = t_interval([0.9556, 1.0, 1.0])
+    assert mixed.lo == pytest.approx(raw.lo) and mixed.hi == 1.0 and mixed.lo > 0.9
+    assert "clipped to [-1, 1]" in mixed.method
+    noisy = fisher_z_interval([0.9556, 0.9999999999999998, 1.0000000000000002])  # float noise
+    assert noisy.ci95 == pytest.approx(mixed.ci95)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         fisher_z_interval([1.2])
 
@@ -245,3 +253,24 @@ def test_claim_block_reads_as_text():
     assert block.splitlines()[0] == "[inconclusive] fo_oracle"
     assert "rule: >= 0.9" in block and "2 of 3 seeds" in block and "paper: > 0.93 (abstract)" in block
     assert "0.92" in block  # the estimate, at 3 significant digits
+
+
+def test_claim_over_conditions_reports_the_decisive_condition():
+    from studylib.stats import claim_over_conditions
+
+    rule = Rule("at_least", 3.0)
+    d = [decide_condition("mlp", log_ratio_interval([4.0, 4.5, 5.0]), rule),
+         decide_condition("cnn", log_ratio_interval([3.3, 3.4, 3.5]), rule),
+         decide_condition("wide", log_ratio_interval([9.0, 10.0, 11.0]), rule)]
+    c = claim_over_conditions("crossing", "ratio >= 3 in every architecture", d)
+    assert c.verdict == Verdict.REPRODUCED
+    assert c.interval_method.endswith("decisive condition: cnn")  # the tightest one
+    assert c.estimate == pytest.approx((3.3 * 3.4 * 3.5) ** (1 / 3)) and c.k_of_n == "3 of 3 seeds"
+    assert [row["condition"] for row in c.details["conditions"]] == ["mlp", "cnn", "wide"]
+    # one seed below 3 in one condition: that seed is not on the claimed side
+    d2 = d[:2] + [decide_condition("narrow", log_ratio_interval([2.5, 3.6, 4.2]), rule)]
+    c2 = claim_over_conditions("crossing", "s", d2)
+    assert c2.verdict == Verdict.INCONCLUSIVE and c2.k_of_n == "2 of 3 seeds"
+    assert c2.interval_method.endswith("narrow") and "seeds would decide it" in c2.power
+    d3 = d[:2] + [decide_condition("bad", log_ratio_interval([1.5, 1.8, 2.0]), rule)]
+    assert claim_over_conditions("crossing", "s", d3).verdict == Verdict.NOT_REPRODUCED

@@ -21,6 +21,7 @@ from .verdicts import (
     Rule,
     Verdict,
     at_floor_or_ceiling,
+    claim_over_conditions,
     decide_condition,
     in_every_condition,
     make_claim,
@@ -29,7 +30,7 @@ from .verdicts import (
 
 __all__ = [
     "CLAIM_SCHEMA", "Claim", "ConditionDecision", "Interval", "PaperValue", "Rule", "Verdict",
-    "at_floor_or_ceiling", "clopper_pearson_interval", "decide_condition", "fisher_z_interval",
+    "at_floor_or_ceiling", "claim_over_conditions", "clopper_pearson_interval", "decide_condition", "fisher_z_interval",
     "hierarchical_bootstrap", "in_every_condition", "log_ratio_interval", "logit_interval",
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
     "wilson_interval",

@@ -59,6 +59,11 @@ class Interval:
     spread: float = math.nan
     scale: str = "identity"
 
+    @classmethod
+    def undefined(cls, method: str) -> Interval:
+        """No estimate at all (nothing measurable): for a condition that is left out."""
+        return cls(math.nan, math.nan, math.nan, method, 0)
+
     @property
     def ci95(self) -> tuple[float, float]:
         return (self.lo, self.hi)
@@ -66,6 +71,10 @@ class Interval:
     @property
     def defined(self) -> bool:
         return not (math.isnan(self.lo) or math.isnan(self.hi))
+
+
+def _over(n: int, what: str = "seed") -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _values(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -90,26 +99,50 @@ def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     return m, m - half, m + half, sd
 
 
-def t_interval(values: Sequence[float], *, ci: float = CI) -> Interval:
-    """Mean over seeds with a Student-t interval, for a quantity with no natural bounds."""
+def t_interval(values: Sequence[float], *, ci: float = CI,
+               bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
+    """Mean over seeds with a Student-t interval, for a quantity with no scale transform.
+
+    ``bounds`` clips the interval to the quantity's natural range (e.g. ``(0, None)`` for a
+    nonnegative change that can be exactly 0, where a log scale cannot go): the true value
+    lies inside the range, so clipping keeps the coverage.
+    """
     z = _values(values)
     m, lo, hi, sd = _t_on_scale(z, ci)
-    return Interval(m, lo, hi, f"t over {z.size} seeds", z.size, tuple(z.tolist()), sd)
+    low, high = bounds
+    if low is not None and not math.isnan(lo):
+        lo = max(lo, low)
+    if high is not None and not math.isnan(hi):
+        hi = min(hi, high)
+    method = f"t over {_over(z.size)}" + (" (clipped to its range)" if bounds != (None, None)
+                                         else "")
+    return Interval(m, lo, hi, method, z.size, tuple(z.tolist()), sd)
 
 
 def fisher_z_interval(rhos: Sequence[float], *, ci: float = CI) -> Interval:
     """Correlations over seeds: t-interval of ``atanh(r)`` over seeds, mapped back by ``tanh``.
 
-    The estimate is ``tanh(mean(atanh(r)))``; the interval lies inside [-1, 1]. A correlation
-    of exactly +-1 is moved to +-(1 - 1e-9) first.
+    The estimate is ``tanh(mean(atanh(r)))``; the interval lies inside [-1, 1].
+
+    A seed at exactly +-1 (a rank correlation of a handful of models often is) has no Fisher
+    z: ``atanh`` is infinite there, and moving the value to 1 - eps makes the interval depend
+    on eps. Then the interval is the t-interval on the raw scale, clipped to [-1, 1] (the true
+    value lies inside, so clipping keeps the coverage), and the method says so.
     """
     r = _values(rhos)
-    if np.any(np.abs(r) > 1):
+    if np.any(np.abs(r) > 1 + 1e-9):
         raise ValueError(f"correlations must lie in [-1, 1], got {r.tolist()}")
+    at_one = np.abs(r) >= 1 - 1e-12  # a tau of 0.9999999999999998 is a tau of 1
+    r = np.where(at_one, np.sign(r), r)
+    if np.any(at_one) and not np.all(at_one):
+        raw = t_interval(r, ci=ci, bounds=(-1.0, 1.0))
+        return Interval(raw.estimate, raw.lo, raw.hi,
+                        f"t over {_over(r.size)}, clipped to [-1, 1] (a seed at +-1 has no "
+                        "Fisher z)", r.size, raw.values, raw.spread, "identity")
     z = np.arctanh(np.clip(r, -1 + _EDGE, 1 - _EDGE))
     m, lo, hi, sd = _t_on_scale(z, ci)
     return Interval(float(np.tanh(m)), float(np.tanh(lo)), float(np.tanh(hi)),
-                    f"fisher-z t over {r.size} seeds", r.size, tuple(r.tolist()), sd, "fisher-z")
+                    f"fisher-z t over {_over(r.size)}", r.size, tuple(r.tolist()), sd, "fisher-z")
 
 
 def log_ratio_interval(ratios: Sequence[float], *, ci: float = CI) -> Interval:
@@ -124,7 +157,7 @@ def log_ratio_interval(ratios: Sequence[float], *, ci: float = CI) -> Interval:
     m, lo, hi, sd = _t_on_scale(np.log(x), ci)
     return Interval(math.exp(m), math.exp(lo) if not math.isnan(lo) else math.nan,
                     math.exp(hi) if not math.isnan(hi) else math.nan,
-                    f"log-scale t over {x.size} seeds", x.size, tuple(x.tolist()), sd, "log")
+                    f"log-scale t over {_over(x.size)}", x.size, tuple(x.tolist()), sd, "log")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -149,10 +182,10 @@ def logit_interval(proportions: Sequence[float], *, ci: float = CI) -> Interval:
         raise ValueError(f"proportions must lie in [0, 1], got {p.tolist()}")
     mean = float(p.mean())
     if np.all(p == p[0]) and p[0] in (0.0, 1.0):
-        return Interval(mean, mean, mean, f"logit t over {p.size} seeds", p.size,
+        return Interval(mean, mean, mean, f"logit t over {_over(p.size)}", p.size,
                         tuple(p.tolist()), 0.0, "logit")
     _, lo, hi, sd = _t_on_scale(_logit(p), ci)
-    return Interval(mean, _expit(lo), _expit(hi), f"logit t over {p.size} seeds", p.size,
+    return Interval(mean, _expit(lo), _expit(hi), f"logit t over {_over(p.size)}", p.size,
                     tuple(p.tolist()), sd, "logit")
 
 
@@ -162,7 +195,7 @@ def wilson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
 
     _check_counts(k, n)
     lo, hi = proportion_confint(k, n, alpha=1 - ci, method="wilson")
-    return Interval(k / n, float(lo), float(hi), f"wilson over {n} trials", n, (), math.nan,
+    return Interval(k / n, float(lo), float(hi), f"wilson over {_over(n, 'trial')}", n, (), math.nan,
                     "count")
 
 
@@ -172,7 +205,7 @@ def clopper_pearson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
 
     _check_counts(k, n)
     lo, hi = proportion_confint(k, n, alpha=1 - ci, method="beta")
-    return Interval(k / n, float(lo), float(hi), f"clopper-pearson over {n} trials", n, (),
+    return Interval(k / n, float(lo), float(hi), f"clopper-pearson over {_over(n, 'trial')}", n, (),
                     math.nan, "count")
 
 
@@ -188,7 +221,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, ci: float = CI)
         raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")
     d = x - y
     m, lo, hi, sd = _t_on_scale(d, ci)
-    return Interval(m, lo, hi, f"paired t over {d.size} seeds", d.size, tuple(d.tolist()), sd)
+    return Interval(m, lo, hi, f"paired t over {_over(d.size)}", d.size, tuple(d.tolist()), sd)
 
 
 def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
@@ -222,7 +255,7 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
     alpha = (1 - ci) / 2
     lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if reps.size else (math.nan, math.nan)
     return Interval(estimate, float(lo), float(hi),
-                    f"hierarchical bootstrap over {len(groups)} seeds x items", len(groups),
+                    f"hierarchical bootstrap over {_over(len(groups))} x items", len(groups),
                     tuple(float(statistic(g)) for g in groups), math.nan, "bootstrap")
 
 

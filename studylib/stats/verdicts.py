@@ -127,17 +127,32 @@ class ConditionDecision:
     """One condition of a claim: its interval and verdict, or why it was left out."""
 
     condition: str
-    interval: Interval | None
+    interval: Interval
     verdict: Verdict
+    rule: Rule
     excluded: str | None = None  # e.g. "floor: every model 0.0 in every seed"
+
+    def margin_to_threshold(self) -> float:
+        """How far the interval's unfavourable end lies on the claimed side (negative: not)."""
+        r, iv = self.rule, self.interval
+        lo, hi = iv.ci95 if iv.defined else (iv.estimate, iv.estimate)  # one seed: its value
+        if math.isnan(lo) or math.isnan(hi):
+            return -math.inf
+        if r.kind in ("at_least", "greater"):
+            return lo - r.threshold
+        if r.kind == "non_inferior":
+            return lo - (r.threshold - r.margin)
+        if r.kind in ("at_most", "less"):
+            return r.threshold - hi
+        return r.margin - max(abs(lo - r.threshold), abs(hi - r.threshold))
 
 
 def decide_condition(condition: str, interval: Interval, rule: Rule, *,
                      uninformative: str | None = None) -> ConditionDecision:
     """Decide one condition, or leave it out when ``uninformative`` names why."""
     if uninformative:
-        return ConditionDecision(condition, interval, Verdict.INCONCLUSIVE, uninformative)
-    return ConditionDecision(condition, interval, rule.decide(interval.lo, interval.hi))
+        return ConditionDecision(condition, interval, Verdict.INCONCLUSIVE, rule, uninformative)
+    return ConditionDecision(condition, interval, rule.decide(interval.lo, interval.hi), rule)
 
 
 def in_every_condition(decisions: Sequence[ConditionDecision]) -> tuple[Verdict, list[dict]]:
@@ -206,7 +221,9 @@ class Claim:
             # a percentile bootstrap, or the plain mean of proportions beside a logit-scale
             # interval, may lie outside it; anything else is a bug
             if not self.interval_method.startswith(("hierarchical bootstrap", "bootstrap",
-                                                    "logit")):
+                                                    "logit")) \
+                    and not math.isclose(self.estimate, min(max(self.estimate, lo), hi),
+                                         rel_tol=1e-9, abs_tol=1e-12):
                 raise ValueError(f"claim {self.id}: estimate {self.estimate} outside its "
                                  f"interval [{lo}, {hi}]")
         if not 0 <= self.seeds_on_claimed_side <= self.n_seeds:
@@ -215,7 +232,7 @@ class Claim:
 
     @property
     def k_of_n(self) -> str:
-        return f"{self.seeds_on_claimed_side} of {self.n_seeds} seeds"
+        return f"{self.seeds_on_claimed_side} of {self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}"
 
     def to_json(self) -> dict[str, Any]:
         """The results.json form (schema :data:`CLAIM_SCHEMA`); NaN becomes None."""
@@ -262,6 +279,12 @@ class Claim:
                  f"  estimate {fmt(self.estimate)} {fmt(list(self.ci95))} "
                  f"({self.interval_method}); rule: {self.rule.describe()}; {self.k_of_n} on "
                  "the claimed side"]
+        conditions = self.details.get("conditions") if isinstance(self.details, Mapping) else None
+        if conditions and len(conditions) > 1:
+            for row in conditions:
+                if not row.get("excluded"):
+                    lines.append(f"    {row['condition']}: {fmt(row['estimate'])} "
+                                 f"{fmt(row['ci95'])} vs {row['rule']} -> {row['verdict']}")
         for ex in self.excluded:
             lines.append(f"  left out: {ex['condition']} ({ex['reason']})")
         if self.power:
@@ -309,3 +332,40 @@ def make_claim(id: str, statement: str, interval: Interval, rule: Rule, *,
                  power=power_line(interval, rule) if v == Verdict.INCONCLUSIVE else None,
                  paper_value=paper_value, details=dict(details or {}))
 
+
+def claim_over_conditions(id: str, statement: str, decisions: Sequence[ConditionDecision], *,
+                          paper_value: PaperValue | None = None,
+                          details: Mapping[str, Any] | None = None) -> Claim:
+    """A claim that must hold in every condition (:func:`in_every_condition`).
+
+    The claim's estimate, interval and rule are those of its *decisive* condition: among the
+    informative conditions with the claim's verdict, the one whose interval lies least far on
+    the claimed side. A seed counts as on the claimed side when its value is, in every
+    informative condition. Every condition's numbers go to ``details["conditions"]``.
+    """
+    if not decisions:
+        raise ValueError(f"claim {id}: no conditions to decide")
+    verdict, excluded = in_every_condition(decisions)
+    kept = [d for d in decisions if not d.excluded] or list(decisions)
+    same = [d for d in kept if d.verdict == verdict] or kept
+    decisive = min(same, key=lambda d: d.margin_to_threshold())
+    lengths = {len(d.interval.values) for d in kept}
+    if len(lengths) == 1 and 0 not in lengths and not all(d.excluded for d in decisions):
+        n = lengths.pop()
+        k = sum(all(d.rule.on_claimed_side(d.interval.values[i]) for d in kept
+                    if not d.excluded) for i in range(n))
+    else:
+        n = decisive.interval.n
+        k = sum(decisive.rule.on_claimed_side(v) for v in decisive.interval.values)
+    table = [{"condition": d.condition, "estimate": d.interval.estimate,
+              "ci95": list(d.interval.ci95), "interval": d.interval.method,
+              "rule": d.rule.describe(), "verdict": d.verdict.value,
+              "per_seed": list(d.interval.values), "excluded": d.excluded} for d in decisions]
+    iv = decisive.interval
+    return Claim(id=id, statement=statement, verdict=verdict, estimate=iv.estimate,
+                 ci95=iv.ci95, rule=decisive.rule,
+                 interval_method=f"{iv.method}; decisive condition: {decisive.condition}",
+                 n_seeds=n, seeds_on_claimed_side=k, excluded=tuple(excluded),
+                 power=power_line(iv, decisive.rule) if verdict == Verdict.INCONCLUSIVE
+                 else None, paper_value=paper_value,
+                 details={"conditions": table, **dict(details or {})})

@@ -1,0 +1,18 @@
+"""One module per study: its claims (``claim_<id>(records, ...) -> Claim``), built on
+``studylib.stats`` and the technique modules. ``CLAIMS`` lists every claim function of the
+studies moved here so far; ``tests/test_claims_registry.py`` requires three hand-built cases
+(reproduced, not reproduced, inconclusive) for each.
+
+Moved so far: 01 (``loss_visualization``). The other five studies still decide their claims
+in their technique modules and notebook cells (issue "Claims you can trust").
+"""
+
+from __future__ import annotations
+
+from . import loss_visualization
+
+CLAIMS = {
+    "01_loss_visualization": loss_visualization.CLAIMS,
+}
+
+__all__ = ["CLAIMS", "loss_visualization"]
