@@ -1206,62 +1206,7 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
     return out
 
 
-# ============================================================================ aggregation, figures
-
-
-def claim_evidence(stat: str, per_setup: dict[str, list[float]],
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evidence dict of a claim measured on several setups over seeds.
-
-    For every setup: ``<setup>_<stat>_mean`` and ``<setup>_<stat>_ci95`` (Student-t over seeds,
-    :func:`studylib.results.mean_ci`) and ``<setup>_<stat>_per_seed``; the first setup's CI is
-    repeated under ``ci95`` (right after its mean); then ``n_seeds`` and ``extra``.
-    """
-    from .results import mean_ci
-
-    ev: dict[str, Any] = {}
-    n = 0
-    for i, (setup, values) in enumerate(per_setup.items()):
-        mc = mean_ci(values)
-        ev[f"{setup}_{stat}_mean"] = mc["mean"]
-        if i == 0:
-            ev["ci95"] = mc["ci95"]
-        ev[f"{setup}_{stat}_ci95"] = mc["ci95"]
-        ev[f"{setup}_{stat}_per_seed"] = [float(v) for v in values]
-        n = max(n, mc["n"])
-    ev["n_seeds"] = n
-    ev.update(extra or {})
-    return ev
-
-
-def beats_all(target: list[float], others: dict[str, list[float]]) -> str:
-    """Verdict of "``target`` is higher than every baseline, with non-overlapping seed CIs".
-
-    Reproduced: every baseline's CI lies wholly below the target's CI. Not reproduced: some
-    baseline's CI lies wholly at or above the target's (its lower end >= the target's upper
-    end). Otherwise (overlapping CIs, or one seed so no CI) inconclusive.
-    """
-    from .results import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, mean_ci
-
-    t = mean_ci(target)["ci95"]
-    if any(math.isnan(v) for v in t):
-        return INCONCLUSIVE
-    verdicts = []
-    for vals in others.values():
-        o = mean_ci(vals)["ci95"]
-        if any(math.isnan(v) for v in o):
-            verdicts.append(INCONCLUSIVE)
-        elif o[1] < t[0]:
-            verdicts.append(REPRODUCED)
-        elif o[0] >= t[1]:
-            verdicts.append(NOT_REPRODUCED)
-        else:
-            verdicts.append(INCONCLUSIVE)
-    if NOT_REPRODUCED in verdicts:
-        return NOT_REPRODUCED
-    if INCONCLUSIVE in verdicts or not verdicts:
-        return INCONCLUSIVE
-    return REPRODUCED
+# ============================================================================ figures
 
 
 _LABELS = {"taylor_fo": "Taylor FO (gate)", "taylor_so": "Taylor SO (gate)",

@@ -14,8 +14,6 @@ from studylib.pruning import (
     ChannelGates,
     PruneConfig,
     TaylorPruner,
-    beats_all,
-    claim_evidence,
     compare_inference_time,
     count_flops_params,
     curve_gap,
@@ -456,23 +454,6 @@ def test_compare_inference_time_reports_medians():
 
 
 # ------------------------------------------------------------------ claim helpers
-
-
-def test_beats_all_verdicts():
-    assert beats_all([0.9, 0.91, 0.92], {"a": [0.1, 0.2, 0.15], "b": [0.5, 0.55, 0.6]}) == \
-        "reproduced"
-    assert beats_all([0.1, 0.12, 0.11], {"a": [0.9, 0.91, 0.92]}) == "not reproduced"
-    assert beats_all([0.5, 0.6, 0.7], {"a": [0.55, 0.6, 0.65]}) == "inconclusive"
-    assert beats_all([0.9], {"a": [0.1]}) == "inconclusive"  # one seed: no interval
-
-
-def test_claim_evidence_layout():
-    ev = claim_evidence("rho", {"a": [1.0, 2.0, 3.0], "b": [4.0, 4.0]}, {"threshold": 0.9})
-    assert list(ev)[:2] == ["a_rho_mean", "ci95"]
-    assert ev["a_rho_mean"] == pytest.approx(2.0)
-    assert ev["ci95"] == ev["a_rho_ci95"]
-    assert ev["b_rho_ci95"] == [4.0, 4.0]
-    assert ev["n_seeds"] == 3 and ev["threshold"] == 0.9
 
 
 @pytest.mark.parametrize("builder", [_lenet, _resnet])

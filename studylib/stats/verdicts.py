@@ -71,7 +71,8 @@ class Rule:
         t, m = f"{self.threshold:g}", f"{self.margin:g}"
         return {"at_least": f">= {t}", "greater": f"> {t}", "at_most": f"<= {t}",
                 "less": f"< {t}", "equivalent": f"within {t} +- {m}",
-                "non_inferior": f">= {t} - {m}"}[self.kind] + (
+                "non_inferior": f">= {self.threshold - self.margin:g} (non-inferiority, "
+                                f"margin {m})"}[self.kind] + (
                     f" (margin {m})" if self.margin and self.kind in
                     ("at_least", "greater", "at_most", "less") else "")
 

@@ -3,16 +3,18 @@
 studies moved here so far; ``tests/test_claims_registry.py`` requires three hand-built cases
 (reproduced, not reproduced, inconclusive) for each.
 
-Moved so far: 01 (``loss_visualization``). The other five studies still decide their claims
-in their technique modules and notebook cells (issue "Claims you can trust").
+Moved so far: 01 (``loss_visualization``) and 06 (``taylor_pruning``). The other four studies
+still decide their claims in their technique modules and notebook cells (issue "Claims you
+can trust").
 """
 
 from __future__ import annotations
 
-from . import loss_visualization
+from . import loss_visualization, taylor_pruning
 
 CLAIMS = {
     "01_loss_visualization": loss_visualization.CLAIMS,
+    "06_taylor_pruning": taylor_pruning.CLAIMS,
 }
 
-__all__ = ["CLAIMS", "loss_visualization"]
+__all__ = ["CLAIMS", "loss_visualization", "taylor_pruning"]
