@@ -152,8 +152,8 @@ def claim_evidence(claim: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITEMS) 
 
 
 def claim_n_seeds(claim: dict[str, Any], results: dict[str, Any]) -> str:
-    """``n_seeds`` of a typed claim, or (or ``n``) from an older claim's evidence, else the
-    number of the study's seeds."""
+    """``n_seeds`` of a typed claim, or ``n_seeds`` (or ``n``) from an older claim's evidence,
+    else the number of the study's seeds."""
     if "schema" in claim and isinstance(claim.get("n_seeds"), int):
         return str(claim["n_seeds"])
     ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}

@@ -28,17 +28,31 @@ from ..stats import (
 Records = Mapping[str, Sequence[Mapping[str, Any]]]
 
 
+def _field(recs: Sequence[Mapping[str, Any]], *keys: str) -> list[float]:
+    """One number per seed: ``record[keys[0]][keys[1]]...`` of every record."""
+    out = []
+    for r in recs:
+        for k in keys:
+            r = r[k]
+        out.append(float(r))
+    return out
+
+
 def _rho(recs: Sequence[Mapping[str, Any]], criterion: str) -> list[float]:
-    return [float(r["correlations"][criterion]["spearman"]) for r in recs]
+    return _field(recs, "correlations", criterion, "spearman")
+
+
+def _on_every_setup(records: Records, interval_of, rule: Rule) -> list:
+    """One condition per setup: ``interval_of(that setup's records)`` judged by ``rule``."""
+    return [decide_condition(name, interval_of(recs), rule) for name, recs in records.items()]
 
 
 def claim_taylor_fo_correlates_with_oracle(records: Records, *, threshold: float = 0.9) -> Claim:
     """Spearman rho between the Taylor FO gate scores and the oracle (the loss change when a
     channel is removed), Fisher-z interval over seeds, is at least ``threshold`` on every
     setup."""
-    rule = Rule("at_least", threshold)
-    decisions = [decide_condition(name, fisher_z_interval(_rho(recs, "taylor_fo")), rule)
-                 for name, recs in records.items()]
+    decisions = _on_every_setup(records, lambda recs: fisher_z_interval(_rho(recs, "taylor_fo")),
+                                Rule("at_least", threshold))
     return claim_over_conditions(
         "taylor_fo_correlates_with_oracle",
         f"Spearman rho(Taylor FO gate score, oracle) >= {threshold:g} over all layers", decisions,
@@ -69,10 +83,9 @@ def claim_taylor_beats_magnitude_and_random(records: Records) -> Claim:
 def claim_second_order_matches_first(records: Records, *, tolerance: float = 0.05) -> Claim:
     """The second-order Taylor criterion ranks like the first-order one: rho(SO) - rho(FO),
     paired by seed, lies within +-``tolerance`` on every setup (an equivalence)."""
-    rule = Rule("equivalent", 0.0, margin=tolerance)
-    decisions = [decide_condition(name, paired_difference(_rho(recs, "taylor_so"),
-                                                          _rho(recs, "taylor_fo")), rule)
-                 for name, recs in records.items()]
+    decisions = _on_every_setup(
+        records, lambda recs: paired_difference(_rho(recs, "taylor_so"), _rho(recs, "taylor_fo")),
+        Rule("equivalent", 0.0, margin=tolerance))
     return claim_over_conditions(
         "second_order_matches_first",
         f"rho(Taylor SO) - rho(Taylor FO) lies within +-{tolerance:g}", decisions)
@@ -82,11 +95,10 @@ def claim_pruning_curve_tracks_oracle(records: Records) -> Claim:
     """Without fine-tuning, the area between the Taylor FO loss curve and the oracle curve is
     smaller than that of weight magnitude: the difference of the two gaps, paired by seed,
     is < 0 on every setup."""
-    rule = Rule("less", 0.0)
-    decisions = [decide_condition(name, paired_difference(
-        [float(r["curve_gap"]["taylor_fo"]) for r in recs],
-        [float(r["curve_gap"]["weight_magnitude"]) for r in recs]), rule)
-        for name, recs in records.items()]
+    decisions = _on_every_setup(
+        records, lambda recs: paired_difference(_field(recs, "curve_gap", "taylor_fo"),
+                                                _field(recs, "curve_gap", "weight_magnitude")),
+        Rule("less", 0.0))
     return claim_over_conditions(
         "pruning_curve_tracks_oracle",
         "Without fine-tuning, the area between the Taylor FO loss curve and the oracle curve is "
@@ -105,11 +117,11 @@ def claim_prune_30pct_params_small_accuracy_loss(records: Records, *,
     for name, recs in records.items():
         decisions.append(decide_condition(
             f"{name}: accuracy pruned - dense (points)",
-            paired_difference([100 * float(r["claim"]["accuracy"]) for r in recs],
-                              [100 * float(r["base_accuracy"]) for r in recs]), loss_rule))
+            paired_difference([100 * v for v in _field(recs, "claim", "accuracy")],
+                              [100 * v for v in _field(recs, "base_accuracy")]), loss_rule))
         decisions.append(decide_condition(
             f"{name}: parameters removed",
-            logit_interval([float(r["claim"]["param_reduction"]) for r in recs]),
+            logit_interval(_field(recs, "claim", "param_reduction")),
             Rule("at_least", target_param_reduction)))
     gap = {name: max(row["max_abs_diff_pruned_vs_gated"] for r in recs
                      for rows in r["pruning"].values() for row in rows)
@@ -125,10 +137,9 @@ def claim_pruned_model_is_faster(records: Records) -> Claim:
     """The physically pruned model's CPU inference time is below the dense model's: the
     per-seed ratio pruned / dense (median of the timing repetitions) has a log-scale interval
     below 1 on every setup."""
-    rule = Rule("less", 1.0)
-    decisions = [decide_condition(name, log_ratio_interval(
-        [float(r["timing"]["ratio_b_over_a"]) for r in recs]), rule)
-        for name, recs in records.items()]
+    decisions = _on_every_setup(
+        records, lambda recs: log_ratio_interval(_field(recs, "timing", "ratio_b_over_a")),
+        Rule("less", 1.0))
     return claim_over_conditions(
         "pruned_model_is_faster",
         "The physically pruned model's CPU inference time is below the dense model's "
