@@ -14,11 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = REPO_ROOT / "params"
 OUTPUTS_DIR = REPO_ROOT / "outputs"
-# ``$STUDYLIB_CACHE`` moves the cache of trained models (for example to a scratch disk, or to
-# an empty folder to retrain everything without deleting the usual cache).
-CACHE_DIR = (Path(os.environ["STUDYLIB_CACHE"]).expanduser().resolve()
-             if os.environ.get("STUDYLIB_CACHE") else OUTPUTS_DIR / "cache")
-CHECKPOINT_DIR = CACHE_DIR / "checkpoints"
 
 
 def default_data_root() -> Path:
@@ -31,3 +26,11 @@ def resolve(path: str | os.PathLike) -> Path:
     """Return ``path`` as an absolute path; relative paths are relative to ``REPO_ROOT``."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+# ``$STUDYLIB_CACHE`` moves the cache of trained models (for example to a scratch disk, or to
+# an empty folder to retrain everything without deleting the usual cache); a relative path is
+# taken from the repository root, like every other path given to studylib.
+CACHE_DIR = resolve(os.environ["STUDYLIB_CACHE"]) if os.environ.get("STUDYLIB_CACHE") \
+    else OUTPUTS_DIR / "cache"
+CHECKPOINT_DIR = CACHE_DIR / "checkpoints"
