@@ -76,7 +76,7 @@ notebooks: $(STAMP)
 # every study at the smoke profile under four conditions (torch's default threads and one
 # thread, with and without oneDNN capped at AVX2, as other CPUs run other kernels), each from
 # an empty model cache. Value = the first condition's; tolerance from the spread (see
-# studylib/regression.py). About 12 minutes on 2 cores. Run it only when a change of the code
+# studylib/cli/regression.py). About 12 minutes on 2 cores. Run it only when a change of the code
 # is meant to move the smoke numbers, and say so in the commit.
 REF_RUNS ?= outputs/reference-runs
 REF_CONDITIONS := default threads1 avx2 avx2-threads1
@@ -90,7 +90,7 @@ smoke-reference: $(STAMP)
 		env $$envs STUDYLIB_CACHE=$(REF_RUNS)/$$cond/cache MPLBACKEND=agg STUDYLIB_PROGRESS=0 \
 			$(PY) -m studylib run --profile smoke --output-root $(REF_RUNS)/$$cond; \
 	done
-	$(PY) -m studylib.regression write --runs $(REF_RUNS) --conditions $(REF_CONDITIONS)
+	$(PY) -m studylib.cli.regression write --runs $(REF_RUNS) --conditions $(REF_CONDITIONS)
 
 # Benchmarks (added by another issue): runs `python -m benchmarks` when the package exists.
 bench: $(STAMP)

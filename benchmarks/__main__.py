@@ -7,8 +7,8 @@ import argparse
 import sys
 import traceback
 
-from studylib import paths
-from studylib.runtime import apply_thread_setting, seed_everything, select_device
+from studylib.core import paths
+from studylib.core.runtime import apply_thread_setting, seed_everything, select_device
 
 from .cases import CASES
 from .harness import BenchmarkMismatch, CaseResult, update_readme, write_reports

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from studylib import paths
+from studylib.core import paths
 from studylib.data import load
 from studylib.models import build_model
 from studylib.training import TrainConfig, fit
@@ -75,14 +75,14 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 @case("posterior_predictive")
 def posterior_predictive(device: torch.device, reps: int) -> CaseResult:
     """1. Posterior predictive over S = 100 weight samples of a VI-fitted Bayesian CNN:
-    studylib.bayes's vectorised forward (``torch.func.vmap`` over the samples, one call) vs
+    studylib.techniques.bayes's vectorised forward (``torch.func.vmap`` over the samples, one call) vs
     ``pyro.infer.Predictive`` given the same 100 samples (``parallel=False``: Pyro runs the
     model once per sample). Equal: every sample's logits and the predictive within 1e-5."""
     import pyro
     import torch.nn.functional as F
     from pyro.infer import Predictive
 
-    from studylib.bayes import bayesian_cnn, fit_vi
+    from studylib.techniques.bayes import bayesian_cnn, fit_vi
 
     n_samples, tol = 100, 1e-5
     data = load("digits", image_size=8, seed=0)
@@ -136,7 +136,7 @@ def posterior_predictive(device: torch.device, reps: int) -> CaseResult:
 
 @case("occlusion_batched")
 def occlusion_batched(device: torch.device, reps: int) -> CaseResult:
-    """2. Occlusion maps through captum ``Occlusion`` as studylib.saliency configures it for
+    """2. Occlusion maps through captum ``Occlusion`` as studylib.techniques.saliency configures it for
     study 04 (``occlusion_maps`` with its default ``perturbations_per_eval``: 8 window
     positions x 64 images = 512 images per forward call, and ``probability_forward(model,
     channels_last=True)``) vs captum's default use, ``perturbations_per_eval=1`` (one window
@@ -147,7 +147,7 @@ def occlusion_batched(device: torch.device, reps: int) -> CaseResult:
     The extras separate the two causes: captum at ``perturbations_per_eval=1`` with the
     channels-last forward (memory format only), and the previous configuration, 64 positions
     per call (4,096 images)."""
-    from studylib.saliency import occlusion_maps, probability_forward
+    from studylib.techniques.saliency import occlusion_maps, probability_forward
 
     data, model = _signs_model(device)
     x = data.test.x[:64].to(device)
@@ -192,13 +192,13 @@ def occlusion_batched(device: torch.device, reps: int) -> CaseResult:
 @case("rise_batched")
 def rise_batched(device: torch.device, reps: int) -> CaseResult:
     """3. RISE with N = 1000 masks (s = 7, p = 0.5, black baseline) on the default signs model:
-    studylib.saliency.RISE as study 04 runs it (512 masked images per forward call, the
+    studylib.techniques.saliency.RISE as study 04 runs it (512 masked images per forward call, the
     channels-last ``probability_forward``) vs a naive loop written here, one forward call per
     mask on the plain softmax of the model (all images masked by that mask in the call) and a
     running sum ``sum_n f_c(x * M_n) * M_n / (N p)``, with the same masks. Equal: maps within
     1e-5. The extras give RISE on the plain forward (batching alone)."""
 
-    from studylib.saliency import RISE, probability_forward
+    from studylib.techniques.saliency import RISE, probability_forward
 
     data, model = _signs_model(device)
     n_images, n_masks, p_keep = 8, 1000, 0.5
@@ -260,7 +260,7 @@ def psi_vs_accuracy_grid(device: torch.device, reps: int) -> CaseResult:
     not a correctness condition of either implementation. The check here is that both sides
     produced a finite score for every model (psi >= 0, accuracy in [0, 1]). The ratio is
     grid time / psi time."""
-    from studylib.landscape import (
+    from studylib.techniques.landscape import (
         adversarial_accuracy_table,
         kendall_tau,
         psi_per_point,
@@ -324,7 +324,7 @@ def _taylor_overhead(model_name: str, model_kwargs: dict, data, device: torch.de
 
     import torch.nn.functional as F
 
-    from studylib.pruning import ChannelGates, PruneConfig, TaylorPruner
+    from studylib.techniques.pruning import ChannelGates, PruneConfig, TaylorPruner
 
     c, h, _ = data.input_shape
     base = build_model(model_name, in_channels=c, num_classes=data.num_classes, image_size=h,
@@ -371,7 +371,7 @@ def _taylor_overhead(model_name: str, model_kwargs: dict, data, device: torch.de
 @case("taylor_overhead")
 def taylor_overhead(device: torch.device, reps: int) -> CaseResult:
     """7. Overhead of Taylor-FO scoring during training (study 06): a minibatch-64 Adam step
-    with studylib.pruning's gate hooks and TaylorPruner score accumulation vs a plain step, on
+    with studylib.techniques.pruning's gate hooks and TaylorPruner score accumulation vs a plain step, on
     the study's LeNet (BatchNorm) on 28-px digits and its narrow ResNet on 32-px signs (freshly
     initialised: step time does not depend on the weights). Each repetition runs 10 steps.
     Equal: the same loss on every step, and the same weights after all the timed steps."""
@@ -434,7 +434,7 @@ def pgd_vs_torchattacks(device: torch.device, reps: int) -> CaseResult:
 @case("sequential_vs_chernoff")
 def sequential_vs_chernoff(device: torch.device, reps: int) -> CaseResult:
     """6. Samples drawn by the sequential Massart scheme vs Chernoff (counts, not time)."""
-    from studylib.verification import chernoff_sample_size, estimate_probability
+    from studylib.techniques.verification import chernoff_sample_size, estimate_probability
 
     err = conf = 0.05
     n_ch = chernoff_sample_size(err, conf)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from studylib.io import atomic_write_json, atomic_write_text, replace_between_markers
+from studylib.core.io import atomic_write_json, atomic_write_text, replace_between_markers
 
 
 class BenchmarkMismatch(AssertionError):

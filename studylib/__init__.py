@@ -2,7 +2,12 @@
 
 Notebooks call this package (data -> model -> technique -> claims); the notebooks themselves
 hold only glue, prose and figures. Public names most notebooks need are re-exported here;
-technique modules (``studylib.attacks``, ``studylib.landscape`` ...) are imported by name.
+modules (``studylib.attacks``, ``studylib.techniques.landscape`` ...) are imported by name.
+
+Layers, each importing only those above it: ``core`` (paths, io, runtime, plotting,
+formatting, the results contract), ``stats`` (every interval and rule), ``data``, ``models`` /
+``training`` / ``attacks``, ``techniques`` (the methods), ``studies`` (one module per study:
+settings, run, claims, figures), ``cli`` (the command line, runner, sweep, report).
 """
 
 import importlib
@@ -10,7 +15,7 @@ import warnings
 from typing import Any
 
 # captum and pyro import tqdm.auto, which warns ("IProgress not found") in a notebook kernel
-# without ipywidgets. The kit's own bars are plain text (studylib.runtime.progress) so that
+# without ipywidgets. The kit's own bars are plain text (studylib.core.runtime.progress) so that
 # notebooks render statically; the warning would only print an absolute path into the
 # committed notebooks.
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -18,12 +23,12 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # Public names re-exported lazily (PEP 562), so `python -m studylib list` or `report` does not
 # pay for importing torch and seaborn before it needs them.
 _EXPORTS = {
-    "INCONCLUSIVE": "results", "NOT_REPRODUCED": "results", "REPRODUCED": "results",
-    "Verdict": "results", "bootstrap_ci": "results", "combine_verdicts": "results",
-    "mean_ci": "results", "verdict_at_least": "results", "verdict_at_most": "results",
-    "verdict_from_bool": "results", "verdict_greater": "results", "verdict_less": "results",
-    "StudyContext": "runtime", "capture_parameters": "runtime", "progress": "runtime",
-    "seed_everything": "runtime", "select_device": "runtime",
+    "INCONCLUSIVE": "core.results", "NOT_REPRODUCED": "core.results", "REPRODUCED": "core.results",
+    "Verdict": "core.results", "bootstrap_ci": "core.results", "combine_verdicts": "core.results",
+    "mean_ci": "core.results", "verdict_at_least": "core.results", "verdict_at_most": "core.results",
+    "verdict_from_bool": "core.results", "verdict_greater": "core.results", "verdict_less": "core.results",
+    "StudyContext": "core.runtime", "capture_parameters": "core.runtime", "progress": "core.runtime",
+    "seed_everything": "core.runtime", "select_device": "core.runtime",
 }
 
 

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import paths
-from .io import atomic_torch_save, cache_key
+from .core import paths
+from .core.io import atomic_torch_save, cache_key
+from .core.runtime import progress as progress_bar_over
+from .core.runtime import select_device
 from .models import eval_mode
-from .runtime import progress as progress_bar_over
-from .runtime import select_device
 
 CACHE_VERSION = 1
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

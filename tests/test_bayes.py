@@ -1,4 +1,4 @@
-"""Tests of studylib.bayes: prior/guide shapes, vectorised predictive vs a Predictive loop,
+"""Tests of studylib.techniques.bayes: prior/guide shapes, vectorised predictive vs a Predictive loop,
 MC dropout, EOT-PGD on deterministic models, uncertainty scores and detection AUC."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from pyro.infer import Predictive
 from torch import nn
 
-from studylib import attacks, bayes
+from studylib import attacks
+from studylib.techniques import bayes
 
 
 def _blobs(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

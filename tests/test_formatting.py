@@ -1,4 +1,4 @@
-"""studylib.formatting.fmt: hand-computed cases, and the invariant nbval relies on."""
+"""studylib.core.formatting.fmt: hand-computed cases, and the invariant nbval relies on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from studylib.formatting import fmt, fmt_table
+from studylib.core.formatting import fmt, fmt_table
 
 
 @pytest.mark.parametrize("value, text", [

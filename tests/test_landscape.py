@@ -1,4 +1,4 @@
-"""Tests of studylib.landscape against answers known in closed form.
+"""Tests of studylib.techniques.landscape against answers known in closed form.
 
 Most cases use a linear two-class model ``z = W x + b``: its margin is affine in ``x``, so the
 margin along ``x + a d`` is ``D(x) + a g.d`` with ``g = w_0 - w_1`` (label 0), the adversarial
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from studylib import landscape as L
+from studylib.techniques import landscape as L
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (see conftest.py)
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from studylib.core.runtime import select_device
 from studylib.models import build_model
-from studylib.runtime import select_device
 from studylib.training import TrainConfig, checkpoint_key, evaluate, fit
 
 
@@ -98,7 +98,7 @@ def test_cache_key_changes_with_every_input():
 
 def test_cache_key_changes_with_the_package_code(monkeypatch):
     """A model trained by older code must not be served after studylib's code changed."""
-    from studylib import io
+    from studylib.core import io
 
     data, cfg = _toy(), TrainConfig(epochs=1)
     m = build_model("mlp", in_features=64, num_classes=2, seed=0)

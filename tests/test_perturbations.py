@@ -1,4 +1,4 @@
-"""Known-answer tests of studylib.perturbations."""
+"""Known-answer tests of studylib.techniques.perturbations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from studylib import perturbations as P
+from studylib.techniques import perturbations as P
 
 
 def _img(n=2, c=1, h=16, w=16, seed=0):
@@ -351,7 +351,7 @@ def test_lowpass_erases_a_speck_before_a_mass():
 def test_auc_contrast_and_curve_agree_with_direct_computation():
     from sklearn.metrics import roc_auc_score
 
-    from studylib.results import NOT_REPRODUCED, REPRODUCED, verdict_greater
+    from studylib.core.results import NOT_REPRODUCED, REPRODUCED, verdict_greater
 
     rng = np.random.default_rng(5)
     n = 600

@@ -1,4 +1,4 @@
-"""Tests of studylib.pruning against hand-computed answers and exact invariants."""
+"""Tests of studylib.techniques.pruning against hand-computed answers and exact invariants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studylib.models import build_model
-from studylib.pruning import (
+from studylib.techniques.pruning import (
     CRITERIA,
     ChannelGates,
     PruneConfig,
@@ -391,7 +391,7 @@ def test_pruner_momentum_and_step_schedule():
 
 
 def test_prune_iteratively_reaches_exact_snapshot_counts(tmp_path, monkeypatch):
-    import studylib.paths as paths
+    import studylib.core.paths as paths
 
     monkeypatch.setattr(paths, "CACHE_DIR", tmp_path)
     torch.manual_seed(9)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from studylib.report import HEADLINE_END, HEADLINE_START, headline_markdown, update_readme
+from studylib.cli.report import HEADLINE_END, HEADLINE_START, headline_markdown, update_readme
 
 
 def _write(root, study, status, verdicts, runtime=None):

@@ -9,7 +9,7 @@ import pytest
 from conftest import temp_leftovers
 
 from studylib.__main__ import main
-from studylib.report import (
+from studylib.cli.report import (
     build_report,
     claim_n_seeds,
     claims_paragraph,
@@ -181,7 +181,7 @@ def test_report_of_an_empty_profile(tmp_path):
 
 def test_a_typed_claim_shows_its_own_estimate_and_interval():
     """No pairing by position: the estimate and the interval are one field pair."""
-    from studylib.report import claim_evidence
+    from studylib.cli.report import claim_evidence
     from studylib.stats import Rule, make_claim, paired_difference
 
     drop = paired_difference([0.95, 0.94, 0.96], [0.57, 0.58, 0.56])  # AUC drop 0.38

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from studylib import results as R
-from studylib.io import atomic_write_json
-from studylib.runtime import StudyContext, capture_parameters
+from studylib.core import results as R
+from studylib.core.io import atomic_write_json
+from studylib.core.runtime import StudyContext, capture_parameters
 
 
 def test_bootstrap_ci_contains_mean_and_is_seeded():
@@ -144,7 +144,7 @@ def test_atomic_write_json_writes_strict_json_with_null_for_non_finite(tmp_path)
 def test_atomic_write_gives_files_the_umask_permissions(tmp_path):
     import stat
 
-    from studylib import io
+    from studylib.core import io
 
     p = atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~io._UMASK

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES_DIR, temp_leftovers, write_params
 
-from studylib import paths
 from studylib.__main__ import main
-from studylib.runner import Runner, ValidationError, format_outcomes, parse_set, read_parameters
+from studylib.cli.runner import Runner, ValidationError, format_outcomes, parse_set, read_parameters
+from studylib.core import paths
 
 # ----------------------------------------------------------------------------- parsing
 
@@ -235,7 +235,7 @@ def test_failing_study_does_not_stop_the_next_and_run_exits_nonzero(default_run)
 
 
 def test_results_files_follow_the_contract(default_run):
-    from studylib.results import validate_results
+    from studylib.core.results import validate_results
 
     _, root = default_run
     for study in ("fx1_raises", "fx2_ok"):

@@ -1,4 +1,4 @@
-"""Known-answer tests of studylib.saliency (study 04_saliency_baselines)."""
+"""Known-answer tests of studylib.techniques.saliency (study 04_saliency_baselines)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from studylib import saliency as sal
+from studylib.techniques import saliency as sal
 
 
 class Linear(nn.Module):

@@ -14,8 +14,7 @@ import copy
 
 import pytest
 
-from studylib import paths
-from studylib.regression import (
+from studylib.cli.regression import (
     BOUNDED_FLOOR,
     REFERENCE_DIR,
     Tolerance,
@@ -26,6 +25,7 @@ from studylib.regression import (
     metric_kind,
     tolerance_for,
 )
+from studylib.core import paths
 
 STUDIES = sorted(p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -122,7 +122,7 @@ def test_every_study_has_a_reference_with_its_claims():
 def test_cli_check_reports_differences(tmp_path, capsys, monkeypatch):
     import json
 
-    import studylib.regression as regression
+    import studylib.cli.regression as regression
 
     ref = build_reference([_run(), _run(acc=0.82)], ["a", "b"])
     (tmp_path / "99_fake.smoke.json").write_text(json.dumps(ref))
@@ -140,7 +140,7 @@ def test_cli_check_reports_differences(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("study", STUDIES)
 def test_smoke_run_matches_its_reference(study, tmp_path):
     """Execute the notebook at its smoke defaults into a temp dir; compare with the reference."""
-    from studylib.runner import Runner
+    from studylib.cli.runner import Runner
 
     runner = Runner(output_root=tmp_path, render_html=False, log=None)
     (plan,) = runner.plan("smoke", [study])

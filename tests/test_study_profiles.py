@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from studylib import paths
-from studylib.runner import Runner
+from studylib.cli.runner import Runner
+from studylib.core import paths
 
 RUNNER = Runner()
 STUDIES = RUNNER.studies()

@@ -14,10 +14,9 @@ import pytest
 import yaml
 from conftest import FIXTURES_DIR, temp_leftovers
 
-from studylib import paths
 from studylib.__main__ import main
-from studylib.runner import Runner, ValidationError
-from studylib.sweep import (
+from studylib.cli.runner import Runner, ValidationError
+from studylib.cli.sweep import (
     load_sweep,
     plan_sweep,
     point_id,
@@ -25,6 +24,7 @@ from studylib.sweep import (
     task_resources,
     write_sweep_report,
 )
+from studylib.core import paths
 
 
 def _write_sweep(path: Path, spec: dict) -> Path:

@@ -1,4 +1,4 @@
-"""Tests of studylib.verification against independently known answers."""
+"""Tests of studylib.techniques.verification against independently known answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from studylib import verification as V
 from studylib.models import build_model
+from studylib.techniques import verification as V
 
 # ----------------------------------------------------------------------------- sample sizes
 
@@ -317,7 +317,7 @@ def test_dropout_networks_have_fixed_masks():
 
 
 def test_network_set_from_vi_posterior_matches_bayes_forward():
-    from studylib.bayes import VIPosterior, bayesian_mlp
+    from studylib.techniques.bayes import VIPosterior, bayesian_mlp
 
     bnet = bayesian_mlp(12, 3, hidden=(8,), seed=0)
     locs = {k: torch.randn(s) for k, s in bnet.site_shapes.items()}

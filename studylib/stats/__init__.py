@@ -1,6 +1,8 @@
-"""The one home of every confidence interval and verdict rule (see ``intervals`` and
-``verdicts``). Studies build their claims from these and nothing else."""
+"""The one home of every confidence interval, rank correlation, ROC AUC and verdict rule (see
+``intervals``, ``ranking``, ``auc`` and ``verdicts``). Studies build their claims from these and
+nothing else."""
 
+from .auc import bootstrap_auc, roc_auc
 from .intervals import (
     Interval,
     clopper_pearson_interval,
@@ -9,10 +11,12 @@ from .intervals import (
     log_ratio_interval,
     logit_interval,
     paired_difference,
+    percentile_interval,
     seeds_needed,
     t_interval,
     wilson_interval,
 )
+from .ranking import kendall_tau, mean_pairwise_kendall_tau, spearman_rho, spearman_rows
 from .verdicts import (
     CLAIM_SCHEMA,
     Claim,
@@ -33,5 +37,6 @@ __all__ = [
     "at_floor_or_ceiling", "claim_over_conditions", "clopper_pearson_interval", "decide_condition", "fisher_z_interval",
     "hierarchical_bootstrap", "in_every_condition", "log_ratio_interval", "logit_interval",
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
-    "wilson_interval",
+    "wilson_interval", "bootstrap_auc", "roc_auc", "kendall_tau", "mean_pairwise_kendall_tau",
+    "spearman_rho", "spearman_rows", "percentile_interval",
 ]

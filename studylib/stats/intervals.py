@@ -259,6 +259,19 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
                     tuple(float(statistic(g)) for g in groups), math.nan, "bootstrap")
 
 
+def percentile_interval(reps: Sequence[float] | np.ndarray, *, ci: float = CI
+                        ) -> tuple[float, float]:
+    """Percentile interval ``(lo, hi)`` of bootstrap replicates, ignoring non-finite ones;
+    ``(nan, nan)`` with fewer than two finite replicates."""
+    r = np.asarray(reps, dtype=float).ravel()
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return (math.nan, math.nan)
+    a = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(r, [a, 1.0 - a])
+    return (float(lo), float(hi))
+
+
 def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
                  max_seeds: int = 1000) -> int | None:
     """Seeds the observed effect and spread would need to decide ``estimate`` vs ``threshold``.

@@ -274,7 +274,7 @@ class Claim:
     def block(self) -> str:
         """A short readable block: verdict and id, statement, estimate [interval] vs the rule,
         k of n seeds, what was left out, the power line, the paper's figure."""
-        from ..formatting import fmt
+        from ..core.formatting import fmt
 
         lines = [f"[{self.verdict.value}] {self.id}", f"  {self.statement}",
                  f"  estimate {fmt(self.estimate)} {fmt(list(self.ci95))} "

@@ -1,6 +1,6 @@
 """Study 01 (Yu et al., IJCAI 2019): the claims, decided by ``studylib.stats``.
 
-Each function takes the tables that ``studylib.landscape`` computes (one row per model and
+Each function takes the tables that ``studylib.techniques.landscape`` computes (one row per model and
 seed, or per model, seed and setting) and returns a :class:`~studylib.stats.Claim`. Every
 quantity gets the interval of its natural scale: crossing-step, margin, time and sharpness
 ratios on the log scale (they are multiplicative), rank correlations through Fisher's z,
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from ..landscape import rank_agreement_per_seed, ranking_stability_per_seed
 from ..stats import (
     Claim,
     Interval,
@@ -25,6 +24,7 @@ from ..stats import (
     paired_difference,
     t_interval,
 )
+from ..techniques.landscape import rank_agreement_per_seed, ranking_stability_per_seed
 
 PSI_SETTINGS = ("eps", "restarts", "n_points")
 ATTACK_SETTINGS = ("attack", "eps", "steps")
@@ -45,7 +45,7 @@ def claim_margin_crossing_adversarial_vs_random(summary, *, regime: str = "natur
                                                 threshold: float = 3.0) -> Claim:
     """Naturally trained models cross the decision boundary along ``d_adv`` at a much smaller
     step than along random directions: per architecture, the per-model median ratio
-    (random / adversarial crossing step, :func:`~studylib.landscape.crossing_ratio_summary`)
+    (random / adversarial crossing step, :func:`~studylib.techniques.landscape.crossing_ratio_summary`)
     has a log-scale interval over seeds at or above ``threshold``."""
     sub = summary[summary.regime == regime]
     if sub.empty:

@@ -1,7 +1,7 @@
 """Study 06 (Molchanov et al., CVPR 2019): the claims, decided by ``studylib.stats``.
 
 Each function takes ``records``: setup name (e.g. ``"lenet_digits"``) -> one record per seed,
-as :func:`studylib.pruning.run_study_seed` returns them, and returns a
+as :func:`studylib.techniques.pruning.run_study_seed` returns them, and returns a
 :class:`~studylib.stats.Claim` that must hold on every setup. Correlations with the oracle are
 judged through Fisher's z; comparisons between criteria as differences paired by seed (the same
 seed's model, data order and oracle); "matches" as an equivalence and "small accuracy loss" as a

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..stats.auc import bootstrap_auc
+from ..stats.intervals import percentile_interval
+
 ArrayLike = torch.Tensor | np.ndarray
 
 
@@ -465,85 +468,6 @@ def flip_fraction(p_clean: ArrayLike, p_perturbed: ArrayLike, threshold: float =
     return float((a != b).mean()) if a.size else math.nan
 
 
-def _auc_from_counts(scores: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """AUC of each row of ``counts`` (multiplicities of the examples in a resample), with ties
-    counted 1/2: ``sum_{pos i, neg j} c_i c_j ([s_i > s_j] + [s_i = s_j] / 2) / (P N)``."""
-    uniq, inv = np.unique(scores, return_inverse=True)
-    u = uniq.size
-    b = counts.shape[0]
-    pos = (y == 1)
-    neg = (y == 0)
-    # per-replicate counts of positives / negatives at each distinct score
-    from scipy import sparse
-
-    def per_score(sel: np.ndarray) -> np.ndarray:
-        onehot = sparse.csr_matrix((np.ones(int(sel.sum())), (np.arange(int(sel.sum())), inv[sel])),
-                                   shape=(int(sel.sum()), u))
-        return np.asarray((onehot.T @ counts[:, sel].T).T).reshape(b, u)
-
-    cp = per_score(pos)
-    cn = per_score(neg)
-    neg_below = np.cumsum(cn, axis=1) - cn
-    num = (cp * (neg_below + 0.5 * cn)).sum(axis=1)
-    den = cp.sum(axis=1) * cn.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def bootstrap_auc(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """ROC AUC of several score sets on the same examples, and their paired bootstrap replicates.
-
-    Every replicate resamples the *examples* (with replacement) once and evaluates all score
-    sets on that same resample, so differences between conditions (clean vs perturbed, two
-    seeds, two subgroups) get paired intervals. Written here (rather than looping
-    ``sklearn.metrics.roc_auc_score`` over resamples) because it computes all replicates at once
-    from resampling counts, which is ~100x faster; the tests check it against scikit-learn.
-
-    Args:
-        y: labels, shape (N,) shared by all score sets, or (K, N) one row per score set. Values
-            1 (positive), 0 (negative) or -1 (left out of that set: how a subgroup such as
-            "calcification cases vs negatives" is expressed).
-        scores: (N,) or (K, N) scores (higher = more positive).
-        n_boot: bootstrap replicates (default 1000; 0 skips them).
-        seed: seed of the resampling.
-
-    Returns:
-        ``(auc, reps)``: ``auc`` (K,) on the full data and ``reps`` (n_boot, K); a replicate
-        without a positive or a negative is ``nan``.
-    """
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    yy = np.asarray(y)
-    if yy.ndim == 1:
-        yy = np.broadcast_to(yy, s.shape)
-    if yy.shape != s.shape:
-        raise ValueError(f"y {np.shape(y)} does not match scores {np.shape(scores)}")
-    if not np.isin(yy, (-1, 0, 1)).all():
-        raise ValueError("y must contain only 1 (positive), 0 (negative) or -1 (left out)")
-    k, n = s.shape
-    ones = np.ones((1, n))
-    auc = np.array([_auc_from_counts(s[i], yy[i], ones)[0] for i in range(k)])
-    if n_boot <= 0:
-        return auc, np.zeros((0, k))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(int(n_boot), n))
-    flat = (np.arange(int(n_boot))[:, None] * n + idx).ravel()
-    counts = np.bincount(flat, minlength=int(n_boot) * n).reshape(int(n_boot), n).astype(np.float64)
-    reps = np.stack([_auc_from_counts(s[i], yy[i], counts) for i in range(k)], axis=1)
-    return auc, reps
-
-
-def percentile_ci(reps: np.ndarray, ci: float = 0.95) -> list[float]:
-    """Percentile interval of bootstrap replicates (nan-aware) as ``[lo, hi]``."""
-    reps = np.asarray(reps, dtype=float)
-    reps = reps[np.isfinite(reps)]
-    if reps.size < 2:
-        return [math.nan, math.nan]
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
-    return [float(lo), float(hi)]
-
-
 def auc_with_ci(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
                 ci: float = 0.95) -> dict[str, float | list[float]]:
     """ROC AUC (``sklearn.metrics.roc_auc_score``) with a percentile bootstrap CI over examples.
@@ -561,7 +485,7 @@ def auc_with_ci(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: in
     scores = np.asarray(scores, dtype=float)
     auc = float(roc_auc_score(y, scores))
     _, reps = bootstrap_auc(y, scores, n_boot=n_boot, seed=seed)
-    return {"auc": auc, "ci95": percentile_ci(reps[:, 0], ci)}
+    return {"auc": auc, "ci95": list(percentile_interval(reps[:, 0], ci=ci))}
 
 
 def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike, *,
@@ -578,7 +502,7 @@ def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike,
         "per_seed": [S drops], "seed_ci95": Student-t interval over the seeds,
         "auc_clean": seed-mean clean AUC, "auc_perturbed": seed-mean perturbed AUC, "n_seeds": S}``.
     """
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     a = np.atleast_2d(np.asarray(clean_scores, dtype=float))
     b = np.atleast_2d(np.asarray(perturbed_scores, dtype=float))
@@ -590,7 +514,7 @@ def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike,
     rep_drop = (reps[:, :s] - reps[:, s:]).mean(axis=1)
     return {
         "drop": float(per_seed.mean()),
-        "ci95": percentile_ci(rep_drop, ci),
+        "ci95": list(percentile_interval(rep_drop, ci=ci)),
         "per_seed": [float(v) for v in per_seed],
         "seed_ci95": mean_ci(per_seed)["ci95"],
         "auc_clean": float(auc[:s].mean()),
@@ -637,7 +561,7 @@ def screening_classifier(*, in_channels: int = 1, image_size: int = 128, pool: i
     Returns:
         An ``nn.Sequential`` (stem, ResNet) with a JSON-able ``.config`` (used in cache keys).
     """
-    from .models import build_model
+    from ..models import build_model
 
     pool, k = int(pool), int(stem_kernel)
     if pool < 1 or int(image_size) % pool:
@@ -663,7 +587,7 @@ def screening_classifier(*, in_channels: int = 1, image_size: int = 128, pool: i
 def positive_probability(model: torch.nn.Module, x: ArrayLike, *, device: str | torch.device = "cpu",
                          batch_size: int = 512) -> np.ndarray:
     """Softmax probability of class 1 (lesion present) for each image, as a numpy array."""
-    from .training import predict_logits
+    from ..training import predict_logits
 
     logits = predict_logits(model, _as_batch(x), device, batch_size=batch_size)
     return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
@@ -707,7 +631,7 @@ def perturb(name: str, x: ArrayLike, level: float | None, *, seed: int = 0,
         return fourier_highpass(x, level * nyquist)
     if model is None or y is None:
         raise ValueError("perturbation 'pgd' needs model= and y=")
-    from .attacks import pgd
+    from ..attacks import pgd
 
     dev = torch.device(device)
     model = model.to(dev).eval()
@@ -758,7 +682,7 @@ def cluster_bootstrap_fraction(hits: np.ndarray, totals: np.ndarray, *, n_boot: 
     idx = rng.integers(0, m, size=(int(n_boot), m))
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = hits[idx].sum(1) / totals[idx].sum(1)
-    return {"fraction": frac, "ci95": percentile_ci(reps, ci), "n_clusters": int(m),
+    return {"fraction": frac, "ci95": list(percentile_interval(reps, ci=ci)), "n_clusters": int(m),
             "n_objects": int(tot)}
 
 
@@ -782,7 +706,7 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
         "median_cnr", "retained" (:func:`cluster_bootstrap_fraction` of objects detectable
         before and after), "ssim_mean", "ssim_ci95", "psnr_mean"]}``.
     """
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     x = _as_batch(x)
     counts = np.array([len(r) for r in regions])
@@ -909,7 +833,7 @@ def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: to
         ``N_name = pgd_subset``. Input-only perturbations are computed once and shared by all
         models (the same noisy image for every seed).
     """
-    from .runtime import progress
+    from ..core.runtime import progress
 
     unknown = sorted(set(grids) - set(STUDY02_PERTURBATIONS))
     if unknown:
@@ -959,7 +883,7 @@ def auc_contrast(terms: Sequence[tuple[float, ArrayLike, ArrayLike]], *, n_boot:
         variability), "seed_ci95": Student-t interval over seeds (training variability),
         "per_seed": [...], "n_seeds": S}``.
     """
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     if not terms:
         raise ValueError("terms must not be empty")
@@ -980,7 +904,7 @@ def auc_contrast(terms: Sequence[tuple[float, ArrayLike, ArrayLike]], *, n_boot:
     w = np.asarray(ws)[:, None]
     per_seed = (auc.reshape(t, n_seeds) * w).sum(0)
     rep_val = (reps.reshape(-1, t, n_seeds) * w[None]).sum(1).mean(1)
-    return {"value": float(per_seed.mean()), "ci95": percentile_ci(rep_val, ci),
+    return {"value": float(per_seed.mean()), "ci95": list(percentile_interval(rep_val, ci=ci)),
             "seed_ci95": mean_ci(per_seed, ci=ci)["ci95"], "per_seed": [float(v) for v in per_seed],
             "n_seeds": int(n_seeds)}
 
@@ -1002,7 +926,7 @@ def auc_curve(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int 
         ``flip`` (L,) seed-mean fraction of decisions that differ from the clean ones
         (examples with label -1 excluded).
     """
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     sc = np.asarray(scores, dtype=float)
     if sc.ndim != 3:
@@ -1016,10 +940,11 @@ def auc_curve(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int 
     drop_per_seed = auc[0][None, :] - auc
     return {
         "auc_mean": auc.mean(1),
-        "auc_ci95": np.array([percentile_ci(reps[:, i].mean(1)) for i in range(lv)]),
+        "auc_ci95": np.array([list(percentile_interval(reps[:, i].mean(1))) for i in range(lv)]),
         "auc_per_seed": auc,
         "drop": drop_per_seed.mean(1),
-        "drop_ci95": np.array([percentile_ci((reps[:, 0] - reps[:, i]).mean(1)) for i in range(lv)]),
+        "drop_ci95": np.array([list(percentile_interval((reps[:, 0] - reps[:, i]).mean(1)))
+                               for i in range(lv)]),
         "drop_seed_ci95": np.array([mean_ci(drop_per_seed[i])["ci95"] for i in range(lv)]),
         "flip": np.array([np.mean([flip_fraction(sc[0, k, used], sc[i, k, used], threshold)
                                    for k in range(s)]) for i in range(lv)]),
@@ -1028,9 +953,9 @@ def auc_curve(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int 
 
 def two_interval_verdict(value_ci: Sequence[float], seed_ci: Sequence[float], check) -> str:
     """Verdict that needs *both* the image-bootstrap interval and the across-seed interval to
-    pass ``check`` (a ``studylib.results`` verdict function of one interval), combined with
-    ``studylib.results.combine_verdicts`` (any failure wins, then any straddle)."""
-    from .results import combine_verdicts
+    pass ``check`` (a ``studylib.core.results`` verdict function of one interval), combined with
+    ``studylib.core.results.combine_verdicts`` (any failure wins, then any straddle)."""
+    from ..core.results import combine_verdicts
 
     return combine_verdicts([check(list(value_ci)), check(list(seed_ci))])
 

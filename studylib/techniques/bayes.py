@@ -62,9 +62,10 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from . import paths
-from .io import atomic_torch_save, cache_key
-from .runtime import progress as progress_bar
+from ..core import paths
+from ..core.io import atomic_torch_save, cache_key
+from ..core.runtime import progress as progress_bar
+from ..stats.auc import roc_auc
 
 Samples = dict[str, torch.Tensor]
 CACHE_VERSION = 1
@@ -264,7 +265,7 @@ def bayesian_mlp(in_features: int, num_classes: int, *, hidden: Sequence[int] = 
         hidden: hidden widths (default ``(32,)``); prior_scale: prior std (default 1.0);
         seed: initialises the architecture's weights, which become the guide's initial means.
     """
-    from .models import build_model
+    from ..models import build_model
 
     body = build_model("mlp", in_features=in_features, num_classes=num_classes,
                        hidden=tuple(hidden), dropout=0.0, seed=seed)
@@ -279,7 +280,7 @@ def bayesian_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 
     Args: as :class:`studylib.models.SmallCNN` (no dropout, no batch norm), plus
         ``prior_scale`` (default 1.0) and ``seed`` (initial weights = the guide's initial means).
     """
-    from .models import build_model
+    from ..models import build_model
 
     body = build_model("small_cnn", in_channels=in_channels, num_classes=num_classes,
                        image_size=image_size, width=width, hidden=hidden, dropout=0.0,
@@ -617,7 +618,7 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
         raise ValueError(f"kl_weight must be > 0, got {kl_weight}")
     if not init_scale > 0:
         raise ValueError(f"init_scale must be > 0, got {init_scale}")
-    from .runtime import select_device
+    from ..core.runtime import select_device
 
     device = select_device(device)
     bnet.to(device)
@@ -800,24 +801,6 @@ def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     return (predictive_entropy(probs) - expected_entropy(probs)).clamp_min(0.0)
 
 
-def roc_auc(scores_negative: np.ndarray | Sequence[float],
-            scores_positive: np.ndarray | Sequence[float]) -> float:
-    """ROC AUC of a score for telling positives (higher scores) from negatives.
-
-    Equals the Mann-Whitney probability ``P(s_pos > s_neg) + 0.5 P(s_pos = s_neg)``, computed
-    from mid-ranks (ties count one half). 0.5 = no separation, 1 = perfect.
-    """
-    from scipy.stats import rankdata
-
-    neg = np.asarray(scores_negative, dtype=float).ravel()
-    pos = np.asarray(scores_positive, dtype=float).ravel()
-    if neg.size == 0 or pos.size == 0:
-        raise ValueError("both score sets must be non-empty")
-    ranks = rankdata(np.concatenate([neg, pos]))
-    r_pos = ranks[neg.size:].sum()
-    return float((r_pos - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
-
-
 def detection_auc(scores_clean: np.ndarray | Sequence[float],
                   scores_attacked: np.ndarray | Sequence[float], *, n_boot: int = 1000,
                   ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
@@ -871,7 +854,7 @@ def craft_transfer(source: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
         attack: ``"fgsm"`` or ``"pgd"`` (``studylib.attacks``, L-inf, random start, 1 restart).
         eps: L-inf radius; pgd_steps: PGD steps (default 10, step 2.5 eps / steps).
     """
-    from . import attacks
+    from .. import attacks
 
     if attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
@@ -922,7 +905,7 @@ def perturbation_sweep(targets: Mapping[str, StochasticClassifier], x: torch.Ten
 
     Args:
         perturbations: ``{name: severities}`` with names of
-            ``studylib.perturbations.SIGNAL_PERTURBATIONS`` (default: all four with their
+            ``studylib.techniques.perturbations.SIGNAL_PERTURBATIONS`` (default: all four with their
             suggested grids).
 
     Returns rows ``{"perturbation", "severity", "model", "accuracy"}``; random perturbations
@@ -960,7 +943,7 @@ def whitebox_attack(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor,
     expected cross-entropy averaged over ``eot_samples`` fresh posterior samples per step
     (``clf.sample_forward``, re-seeded with ``seed``).
     """
-    from . import attacks
+    from .. import attacks
 
     dev = clf.device
     out = []
@@ -1057,8 +1040,8 @@ def train_robustness_models(data: Any, seed: int, *, cnn_kwargs: Mapping[str, An
     Returns ``{name: StochasticClassifier}`` in :data:`MODEL_NAMES` order; each VI posterior
     keeps its ``history``.
     """
-    from .models import build_model
-    from .training import fit
+    from ..models import build_model
+    from ..training import fit
 
     if not 0 < dropout < 1:
         raise ValueError(f"dropout must be in (0, 1), got {dropout}")
@@ -1090,7 +1073,7 @@ def seed_differences(rows: Sequence[Mapping[str, Any]], model_a: str, model_b: s
                      keys: Sequence[str], *, value: str = "accuracy",
                      seed_key: str = "seed") -> list[dict[str, Any]]:
     """Per condition, the mean over seeds of ``value[model_a] - value[model_b]`` with a
-    Student-t 95% CI (``studylib.results.mean_ci``).
+    Student-t 95% CI (``studylib.core.results.mean_ci``).
 
     Args:
         rows: records holding ``seed_key``, ``"model"``, ``value`` and the condition ``keys``.
@@ -1099,7 +1082,7 @@ def seed_differences(rows: Sequence[Mapping[str, Any]], model_a: str, model_b: s
     Returns one dict per condition (sorted): the condition's keys, ``mean``, ``ci95``,
     ``n_seeds`` and the per-seed ``values``. Seeds lacking either model are skipped.
     """
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     table: dict[tuple, dict[Any, dict[str, float]]] = {}
     for r in rows:
@@ -1124,7 +1107,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
     the rows, i.e. over seeds) and ``n``."""
     import pandas as pd
 
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     df = pd.DataFrame(list(rows))
     out = []
@@ -1137,7 +1120,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
 
 
 def _model_colors(models: Sequence[str]) -> dict[str, Any]:
-    from .plotting import palette
+    from ..core.plotting import palette
 
     return dict(zip(models, palette(len(models)), strict=True))
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from scipy import special
 from torch import nn
 
-from .models import eval_mode
+from ..models import eval_mode
 
 __all__ = [
     "chernoff_sample_size",
@@ -734,7 +734,7 @@ def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_ou
         (default ``2.5 eps / steps``), restarts, seed: PGD settings; clip: input domain;
         pgd_objectives: subset of ``("softmax", "ce")``.
     """
-    from . import attacks
+    from .. import attacks
 
     if attack not in _ATTACKS:
         raise ValueError(f"attack must be one of {_ATTACKS}, got {attack!r}")
@@ -872,7 +872,7 @@ def network_set_from_dropout(net: nn.Module, n_samples: int, *, seed: int = 0,
 
 def network_set_from_posterior(posterior: Any, n_samples: int | None = None, *, seed: int = 0
                                ) -> NetworkSet:
-    """Sampled networks from a ``studylib.bayes`` posterior (or an MC-dropout network).
+    """Sampled networks from a ``studylib.techniques.bayes`` posterior (or an MC-dropout network).
 
     Args:
         posterior: a ``VIPosterior`` / ``MCMCPosterior`` (weight posteriors of a fully Bayesian
@@ -930,7 +930,7 @@ def robustness_grid(nets: NetworkSet, points: torch.Tensor, eps_grid: Sequence[f
         one dict per cell: ``point, eps, outcome, p_hat, n_used`` (Chernoff), ``p_hat_seq,
         n_seq`` (sequential), ``n_chernoff``, ``mean_divergence``.
     """
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     bad = sorted(set(outcome_methods) - set(OUTCOME_METHODS))
     if bad:
@@ -1018,8 +1018,8 @@ ARCHITECTURES = ("mlp", "cnn")
 
 def _sampler_cache_path(blob: dict[str, Any]) -> Path:
     """Checkpoint file of an MCMC run described by ``blob`` (its ``kind`` names the file)."""
-    from . import paths
-    from .io import cache_key
+    from ..core import paths
+    from ..core.io import cache_key
 
     return paths.CHECKPOINT_DIR / f"{blob['kind']}-{cache_key(blob)[:24]}.pt"
 
@@ -1027,13 +1027,13 @@ def _sampler_cache_path(blob: dict[str, Any]) -> Path:
 def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
                  warmup_steps: int, max_tree_depth: int, seed: int, data_id: Any,
                  cache: bool = True) -> Any:
-    """``studylib.bayes.fit_nuts`` behind a small content-addressed cache of its samples.
+    """``studylib.techniques.bayes.fit_nuts`` behind a small content-addressed cache of its samples.
 
     (``fit_nuts`` has no cache of its own; notebooks re-run for nbval must not re-sample.)
     """
 
+    from ..core.io import atomic_torch_save
     from . import bayes
-    from .io import atomic_torch_save
 
     path = _sampler_cache_path({
         "kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
@@ -1058,8 +1058,8 @@ def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
                 cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
 
-    from .io import atomic_torch_save
-    from .runtime import select_device
+    from ..core.io import atomic_torch_save
+    from ..core.runtime import select_device
 
     path = _sampler_cache_path({
         "kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
@@ -1108,7 +1108,7 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
             with ``cnn_width``, ``cnn_hidden``).
         inference: ``"hmc"`` (``n_networks`` kept samples in chain order after ``hmc_warmup``
             warm-up proposals: :func:`hmc_samples` with ``hmc_leapfrog`` steps when
-            ``hmc_backend="torch"``, or Pyro NUTS via ``studylib.bayes.fit_nuts`` with
+            ``hmc_backend="torch"``, or Pyro NUTS via ``studylib.techniques.bayes.fit_nuts`` with
             ``nuts_max_tree_depth`` when ``hmc_backend="nuts"``), ``"vi"`` (mean-field
             ``AutoNormal`` via ``fit_vi``, ``vi_epochs``, ``vi_lr``; i.i.d. draws) or
             ``"mc_dropout"`` (a deterministic net with dropout ``dropout_p`` trained by
@@ -1124,9 +1124,9 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
         ``accuracy_networks`` networks on the test split, NaN when skipped), ``iid`` (whether the networks are independent draws) and fit
         details.
     """
+    from ..models import build_model
+    from ..training import TrainConfig, fit
     from . import bayes
-    from .models import build_model
-    from .training import TrainConfig, fit
 
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -1268,7 +1268,7 @@ def method_differences(rows: Sequence[dict[str, Any]], eps: float, *, outcome: s
 
     import pandas as pd
 
-    from .results import mean_ci
+    from ..core.results import mean_ci
 
     df = pd.DataFrame(list(rows))
     d = df[(df["outcome"] == outcome) & np.isclose(df["eps"], eps)]
@@ -1291,9 +1291,9 @@ def hmc_samples(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int
                 warmup_steps: int = 200, num_leapfrog: int = 20, target_accept: float = 0.8,
                 init_step_size: float = 1e-3, seed: int = 0, progress: bool = False
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Hamiltonian Monte Carlo on the weights of a ``studylib.bayes.BayesianNet`` (full batch).
+    """Hamiltonian Monte Carlo on the weights of a ``studylib.techniques.bayes.BayesianNet`` (full batch).
 
-    Why it is written here: ``studylib.bayes.fit_nuts`` (Pyro NUTS) costs about 2 s of CPU per
+    Why it is written here: ``studylib.techniques.bayes.fit_nuts`` (Pyro NUTS) costs about 2 s of CPU per
     sample for the digits MLP (interpreter overhead per gradient), so the ``N_CH = 738``
     samples per seed that the (0.05, 0.05) guarantee needs do not fit the CPU budget. This is
     plain HMC (as used by the paper, through Edward) on the same posterior: potential
@@ -1314,7 +1314,7 @@ def hmc_samples(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int
         ``(samples, info)``: ``{site: (num_samples, *shape)}`` in chain order, and
         ``{"accept_rate", "step_size", "num_leapfrog"}``.
     """
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     if num_samples < 1 or warmup_steps < 0 or num_leapfrog < 1:
         raise ValueError("num_samples >= 1, warmup_steps >= 0 and num_leapfrog >= 1 required")

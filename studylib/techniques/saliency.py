@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
+
+from ..stats.ranking import kendall_tau, spearman_rows
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -584,16 +585,7 @@ def _flat(a: torch.Tensor | np.ndarray) -> np.ndarray:
 def spearman_per_image(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> np.ndarray:
     """Spearman rank correlation between maps ``a[i]`` and ``b[i]`` (ties get average ranks),
     (N,); ``nan`` where a map is constant."""
-    fa, fb = _flat(a), _flat(b)
-    if fa.shape != fb.shape:
-        raise ValueError(f"maps must have equal shapes, got {fa.shape} and {fb.shape}")
-    ra = stats.rankdata(fa, axis=1)
-    rb = stats.rankdata(fb, axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1), np.nan)
+    return spearman_rows(_flat(a), _flat(b))
 
 
 def topk_intersection(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, k: int | float = 0.1
@@ -687,8 +679,7 @@ def ranking_kendall_tau(scores_a: Mapping[str, float], scores_b: Mapping[str, fl
     keys = sorted(scores_a)
     if sorted(scores_b) != keys:
         raise ValueError(f"both rankings must score the same methods, got {keys} and {sorted(scores_b)}")
-    tau = stats.kendalltau([scores_a[k] for k in keys], [scores_b[k] for k in keys]).statistic
-    return float(tau)
+    return kendall_tau([scores_a[k] for k in keys], [scores_b[k] for k in keys])
 
 
 def rank_position(scores: Mapping[str, float], method: str, *, higher_is_better: bool = True) -> int:

@@ -147,7 +147,7 @@ class StudyContext:
         study: the study id, e.g. ``"06_taylor_pruning"``.
         profile: ``"smoke"`` | ``"default"`` | ``"paper"`` (free text, recorded).
         output_dir: folder for ``results.json`` and ``figures/``; relative paths are taken from
-            the repository root (see :func:`studylib.paths.resolve`).
+            the repository root (see :func:`studylib.core.paths.resolve`).
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"`` or a ``torch.device``.
         seeds: the seeds the study loops over (a non-empty list of ints).
         params: the notebook's parameters (``capture_parameters(globals())``), recorded.

@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import eval_mode
+from ..models import eval_mode
+from ..stats.ranking import kendall_tau, spearman_rho
 
 CRITERIA = ("taylor_fo", "taylor_so", "taylor_fo_weight", "weight_magnitude", "bn_scale", "random")
 """Importance criteria (the ``oracle`` is computed separately by :func:`oracle_loss_change`)."""
@@ -505,7 +506,7 @@ def score_minibatches(model: nn.Module, gates: ChannelGates,
     Returns:
         ``{name: float64 array (n_channels,)}``.
     """
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     for c in criteria:
         _check_criterion(c)
@@ -587,8 +588,6 @@ def rank_correlations(scores: dict[str, np.ndarray], reference: np.ndarray,
         ``{criterion: {"spearman", "kendall", "n", "per_layer": {name: {"spearman",
         "kendall", "n"}}}}``.
     """
-    from scipy import stats
-
     ref = np.asarray(reference, dtype=float)
 
     def corr(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -596,8 +595,7 @@ def rank_correlations(scores: dict[str, np.ndarray], reference: np.ndarray,
         a, b = a[ok], b[ok]
         if a.size < 3 or np.all(a == a[0]) or np.all(b == b[0]):
             return {"spearman": math.nan, "kendall": math.nan, "n": int(a.size)}
-        return {"spearman": float(stats.spearmanr(a, b).statistic),
-                "kendall": float(stats.kendalltau(a, b).statistic), "n": int(a.size)}
+        return {"spearman": spearman_rho(a, b), "kendall": kendall_tau(a, b), "n": int(a.size)}
 
     out: dict[str, dict[str, Any]] = {}
     for name, s in scores.items():
@@ -792,7 +790,7 @@ class TaylorPruner:
 
 
 def _cache_path(key: str) -> Path:
-    from . import paths
+    from ..core import paths
     return paths.CACHE_DIR / "pruning" / f"{key}.pt"
 
 
@@ -821,10 +819,10 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
         One dict per snapshot: ``fraction``, ``removed`` (count), ``gate_values`` (flat array),
         ``state_dict`` (CPU tensors), ``minibatches`` (trained so far).
     """
-    from .io import atomic_torch_save
-    from .runtime import progress as progress_bar
-    from .runtime import select_device
-    from .training import TrainConfig, checkpoint_key
+    from ..core.io import atomic_torch_save
+    from ..core.runtime import progress as progress_bar
+    from ..core.runtime import select_device
+    from ..training import TrainConfig, checkpoint_key
 
     device = select_device(device)
     split = split.train if hasattr(split, "train") else split
@@ -1074,10 +1072,10 @@ def run_study_seed(setup: dict[str, Any], seed: int, settings: StudySettings, *,
     Returns:
         A JSON-able dict (arrays as lists); see the keys in the code and the notebook.
     """
-    from . import data as data_mod
-    from .models import build_model
-    from .runtime import select_device
-    from .training import TrainConfig, evaluate, fit
+    from .. import data as data_mod
+    from ..core.runtime import select_device
+    from ..models import build_model
+    from ..training import TrainConfig, evaluate, fit
 
     device = select_device(device)
     phases: dict[str, float] = {}

@@ -672,7 +672,7 @@ def _make_signs(n: int, class_names: list[str], image_size: int, seed: int, stre
     xs, vis, full = [], [], []
     starts = range(0, n, chunk)
     if n > 8 * chunk:
-        from .runtime import progress
+        from ..core.runtime import progress
 
         starts = progress(starts, desc="signs", total=len(starts))
     for lo in starts:
@@ -995,7 +995,7 @@ def _make_phantoms(n: int, size: int, seed: int, stream: int, lesion_fraction: f
     out: dict[str, torch.Tensor] = {}
     starts = range(0, n, chunk)
     if n > 8 * chunk:
-        from .runtime import progress
+        from ..core.runtime import progress
 
         starts = progress(starts, desc="mammo_phantom", total=len(starts))
     for lo in starts:
@@ -1305,7 +1305,7 @@ def _load_mammo_folder(data_root: str | None = None, csv: str = "labels.csv",
 
     Args:
         data_root: folder of the images and the CSV; relative paths are taken from the repo
-            root. Default ``studylib.paths.default_data_root() / "mammograms"``.
+            root. Default ``studylib.core.paths.default_data_root() / "mammograms"``.
         csv: the CSV file name inside ``data_root`` (or an absolute path). Default "labels.csv".
         image_size: side of the returned square images. Default 512.
         resize: "resize" (stretch to a square), "pad" (zero-pad to a square, then resize) or
@@ -1317,7 +1317,7 @@ def _load_mammo_folder(data_root: str | None = None, csv: str = "labels.csv",
 
     Extras: ``"path"`` (list of CSV paths), ``"lesion_type"`` (int64, when the CSV has it).
     """
-    from . import paths
+    from ..core import paths
 
     image_size = _check_int("image_size", image_size, 8)
     resize = _check_choice("resize", resize, ("resize", "pad", "crop"))
@@ -1335,7 +1335,7 @@ def _load_mammo_folder(data_root: str | None = None, csv: str = "labels.csv",
                                 f"path,label[,lesion_type][,split]; paths relative to data_root)")
     rows = _read_label_csv(csv_path)
 
-    from .runtime import progress
+    from ..core.runtime import progress
 
     images, kept, skipped = [], [], []
     for row in progress(rows, desc="mammo_folder", total=len(rows)):
@@ -1442,7 +1442,7 @@ def _tv_bundle(name: str, train: tuple[Callable[[np.ndarray], torch.Tensor], np.
 
 
 def _tv_args(data_root, image_size, n_train, n_test, seed, download):
-    from . import paths
+    from ..core import paths
 
     root = paths.resolve(data_root) if data_root else paths.default_data_root()
     if image_size is not None:
@@ -1519,7 +1519,7 @@ def _load_gtsrb(data_root: str | None = None, download: bool = False, image_size
     from PIL import Image
     from torchvision.datasets import GTSRB
 
-    from .runtime import progress
+    from ..core.runtime import progress
 
     root, image_size, n_train, n_test, seed = _tv_args(data_root, image_size, n_train, n_test,
                                                        seed, download)

@@ -7,7 +7,7 @@ reproduce exactly (status, seeds, parameters, the claims and their verdicts, the
 metrics) and every metric within a tolerance stated for that metric in the reference file.
 
 A reference is built from several runs of the same code under different conditions
-(``python -m studylib.regression write``, or ``make smoke-reference``): the value is that of
+(``python -m studylib.cli.regression write``, or ``make smoke-reference``): the value is that of
 the first run, and the tolerance is :data:`SPREAD_FACTOR` times the largest deviation seen
 across the conditions, but at least the floor of the metric's kind:
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .io import atomic_write_json, read_json_object
+from ..core import paths
+from ..core.io import atomic_write_json, read_json_object
 
 REFERENCE_SCHEMA = 1
 REFERENCE_DIR = paths.REPO_ROOT / "tests" / "reference"
@@ -269,7 +269,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studylib.regression", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m studylib.cli.regression", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write", help="write tests/reference/<study>.smoke.json from several runs")

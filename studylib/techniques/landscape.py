@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import eval_mode
+from ..models import eval_mode
+from ..stats.ranking import kendall_tau, mean_pairwise_kendall_tau, spearman_rho
 
 QUANTITIES = ("margin", "loss")
 
@@ -282,7 +283,7 @@ def psi_per_point(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int =
     Returns:
         Tensor ``(N,)`` of psi values (>= 0) on the CPU.
     """
-    from . import attacks
+    from .. import attacks
 
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
@@ -327,7 +328,7 @@ def psi_score(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int = 20,
     Arguments as for :func:`psi_per_point`; ``n_boot`` bootstrap replicates (default 2000).
     Lower psi = more robust.
     """
-    from .results import bootstrap_ci
+    from ..core.results import bootstrap_ci
 
     t0 = time.perf_counter()
     vals = psi_per_point(model, x, eps, steps=steps, step_size=step_size, restarts=restarts,
@@ -480,7 +481,7 @@ def fgsm_at_loss(eps: float, clean_weight: float = 0.5) -> LossFn:
     """FGSM adversarial training (Goodfellow et al., 2015): ``w * CE(x) + (1 - w) * CE(x_fgsm)``
     with ``x_fgsm = clip(x + eps sign(grad_x CE), 0, 1)`` and ``w = clean_weight`` (default 0.5,
     the paper's alpha)."""
-    from . import attacks
+    from .. import attacks
 
     if not 0 <= clean_weight <= 1:
         raise ValueError(f"clean_weight must be in [0, 1], got {clean_weight}")
@@ -498,7 +499,7 @@ def fgsm_at_loss(eps: float, clean_weight: float = 0.5) -> LossFn:
 def pgd_at_loss(eps: float, steps: int = 7, step_size: float | None = None) -> LossFn:
     """PGD adversarial training (Madry et al., 2018): CE on PGD examples (random start, ``steps``
     signed-gradient steps of ``step_size``, default ``2.5 * eps / steps``)."""
-    from . import attacks
+    from .. import attacks
 
     step_size = 2.5 * eps / steps if step_size is None else float(step_size)
 
@@ -629,9 +630,9 @@ def train_family(data: Any, architectures: Mapping[str, Mapping[str, Any]],
     Returns:
         ``{(arch_label, regime_label, seed): trained model (eval mode)}``.
     """
-    from .models import build_model
-    from .runtime import progress as progress_bar
-    from .training import fit
+    from ..core.runtime import progress as progress_bar
+    from ..models import build_model
+    from ..training import fit
 
     seeds = [int(s) for s in seeds]
     jobs = list(itertools.product(architectures, regimes, seeds))
@@ -699,7 +700,7 @@ def crossing_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: tor
     """
     import pandas as pd
 
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     rand = [random_sign_directions(x.shape, seed=seed * 1000 + k) for k in range(n_random)]
     rows = []
@@ -765,7 +766,7 @@ def psi_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, *,
     """
     import pandas as pd
 
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     jobs = list(itertools.product(models.items(), eps_values, restarts_values))
     rows = []
@@ -801,7 +802,7 @@ def adversarial_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     """Accuracy of ``model`` on ``attack(x)``: ``attack`` is ``"fgsm"`` or ``"pgd"`` (random
     start, ``steps`` steps of ``2.5 * eps / steps``, ``restarts``) from
     :mod:`studylib.attacks`."""
-    from . import attacks
+    from .. import attacks
 
     if attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
@@ -830,7 +831,7 @@ def adversarial_accuracy_table(models: Mapping[ModelKey, nn.Module], x: torch.Te
     """
     import pandas as pd
 
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     settings = [("fgsm", float(e), 1) for e in eps_values] if include_fgsm else []
     settings += [("pgd", float(e), int(s)) for e in eps_values for s in pgd_steps]
@@ -851,7 +852,7 @@ def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: 
                       batch_size: int = 512) -> float:
     """Accuracy of ``target`` on PGD examples crafted on ``source`` (a black-box transfer
     attack, which gradient masking of ``target`` cannot stop)."""
-    from . import attacks
+    from .. import attacks
 
     dev = _device_of(target)
     correct = 0
@@ -865,40 +866,6 @@ def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: 
 
 
 # ============================================================================ rankings
-
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b between two score vectors (ties handled). A vector without any spread
-    ranks nothing: its tau is 0 (not NaN), so a setting that cannot tell models apart counts
-    as disagreeing with the others."""
-    from scipy.stats import kendalltau
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError("a and b must be 1-D of equal length >= 2")
-    tau = kendalltau(a, b).statistic
-    return 0.0 if not np.isfinite(tau) else float(tau)
-
-
-def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (0 where a vector has no spread)."""
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError("a and b must be 1-D of equal length >= 2")
-    rho = spearmanr(a, b).statistic
-    return 0.0 if not np.isfinite(rho) else float(rho)
-
-
-def mean_pairwise_kendall_tau(scores: np.ndarray | Sequence[Sequence[float]]) -> float:
-    """Mean Kendall tau over all pairs of rows of ``scores`` (shape ``(n_settings, n_models)``):
-    how stable the ranking of the models is across the settings (1 = identical rankings)."""
-    s = np.asarray(scores, float)
-    if s.ndim != 2 or s.shape[0] < 2:
-        raise ValueError("scores must be 2-D with at least two settings (rows)")
-    taus = [kendall_tau(s[i], s[j]) for i, j in itertools.combinations(range(s.shape[0]), 2)]
-    return float(np.mean(taus))
 
 
 def _score_matrix(df, setting_cols: Sequence[str], value_col: str,
@@ -950,7 +917,7 @@ def rescaling_table(models: Mapping[ModelKey, nn.Module], x: torch.Tensor, y: to
     skipped with a warning."""
     import pandas as pd
 
-    from .runtime import progress as progress_bar
+    from ..core.runtime import progress as progress_bar
 
     rows = []
     items = list(models.items())
@@ -985,7 +952,7 @@ def gradient_masking_report(control: nn.Module, reference: nn.Module, x: torch.T
     (natural training): clean accuracy, psi, white-box PGD accuracy with the cross-entropy and
     with the margin objective, accuracy under PGD transferred from ``reference``, the fraction
     of points whose input gradient of the cross-entropy is exactly 0, and the largest logit."""
-    from . import attacks
+    from .. import attacks
 
     out: dict[str, float] = {}
     for name, m in (("control", control), ("reference", reference)):
@@ -1037,7 +1004,7 @@ def plot_cut_curves(curves: Mapping[str, Mapping[str, np.ndarray]], steps: Seque
     random direction; the decision boundary D = 0 dashed."""
     import matplotlib.pyplot as plt
 
-    from .plotting import palette
+    from ..core.plotting import palette
 
     steps = np.asarray(steps, float)
     cols = list(curves)

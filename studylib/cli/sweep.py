@@ -14,7 +14,7 @@ A sweep file (YAML, ``params/sweeps/<name>.yaml``) names the study, a base profi
     metric: pruned_accuracy       # optional: sweep-report's default metric
 
 Each point's overrides are validated against the notebook's parameters cell (the runner's own
-validation, :meth:`studylib.runner.Runner.plan_one`) before anything is submitted. A point runs
+validation, :meth:`studylib.cli.runner.Runner.plan_one`) before anything is submitted. A point runs
 Papermill into ``<output_root>/<name>/<point-id>/`` (``outputs/sweeps/`` by default), where the
 point id is a stable hash of (study, profile, overrides): a rerun skips every point whose
 ``results.json`` already says ``ok``, a failed point is retried once and then recorded as
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_object
+from ..core import paths
+from ..core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_object
 from .runner import (
     _NAME_RE,
     Runner,
@@ -186,7 +186,7 @@ def plan_sweep(spec: SweepSpec, runner: Runner, output_root: str | os.PathLike |
 
     Args:
         spec: the parsed sweep file.
-        runner: a :class:`~studylib.runner.Runner` (its notebooks and params folders are used).
+        runner: a :class:`~studylib.cli.runner.Runner` (its notebooks and params folders are used).
         output_root: sweeps root (default ``outputs/sweeps``); points go to
             ``<output_root>/<spec.name>/<point id>/``.
         device: overrides ``spec.device`` when given.
@@ -585,7 +585,7 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
     import seaborn as sns
 
     try:
-        from .plotting import set_theme
+        from ..core.plotting import set_theme
         set_theme()
     except Exception:  # the theme is cosmetic
         sns.set_theme(style="whitegrid")
@@ -608,7 +608,7 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
         sns.stripplot(data=df, x="x", y="y", order=order, color="0.3", size=3, alpha=0.6,
                       ax=ax, legend=False)
         if len(df) >= 2:  # the spread across all points, e.g. a sweep over seeds
-            from .results import mean_ci
+            from ..core.results import mean_ci
 
             summary = mean_ci(df["y"].tolist())
             lo, hi = summary["ci95"]

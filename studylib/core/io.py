@@ -79,18 +79,29 @@ def replace_between_markers(path: str | os.PathLike, start: str, end: str, body:
     return atomic_write_text(path, f"{head}{start}\n{body.strip()}\n{end}{tail}")
 
 
+_NOT_IN_DIGEST = {"cli", "stats"}
+
+
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the source of every ``studylib/*.py`` module (read once per process).
+    """SHA-256 of the source of every module of ``studylib`` and its subpackages, except the
+    command line (``cli/``) and the statistics of the claims (``stats/``), read once per
+    process.
 
     Part of every cache key (:func:`cache_key`): a trained model or posterior depends on the
-    training loop, the model classes and the data generators, so after any change to the
-    package's code the caches miss and rebuild instead of serving results of older code.
-    Notebooks and parameters are not part of it (they enter keys through their values).
+    training loop, the model classes, the data generators, the techniques and the study code
+    that drives them, so after any change to that code the caches miss and rebuild instead of
+    serving results of older code. How a claim is decided, printed or reported never changes
+    a cached model, so those two subpackages stay out of the key. Notebooks and parameters are
+    not part of it either (they enter keys through their values).
     """
+    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(f.name.encode())
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in _NOT_IN_DIGEST:
+            continue
+        h.update(rel.as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 

@@ -223,7 +223,7 @@ def validate_results(obj: dict[str, Any]) -> dict[str, Any]:
     seen: set[str] = set()
     for c in obj["claims"]:
         if "schema" in c:  # a typed claim (studylib.stats.Claim): its own schema and checks
-            from .stats import Claim
+            from ..stats import Claim
 
             Claim.from_json(c)
         else:  # a claim written before the typed claims: id, statement, verdict, evidence

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .io import atomic_write_text, read_json_object, replace_between_markers
+from ..core import paths
+from ..core.io import atomic_write_text, read_json_object, replace_between_markers
 
 REPORT_NAME = "REPORT.md"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")

@@ -12,7 +12,7 @@ directory = repository root, ``profile``, ``output_dir`` and ``device`` injected
 ``<output_root>/<profile>/<study>/<study>.ipynb``, rendered to HTML with nbconvert, and a study
 that raises does not stop the others: its partial notebook is kept and its ``results.json`` says
 ``"status": "failed"`` with the error. Every file the runner writes goes through
-:mod:`studylib.io` (temporary name + rename), so an interrupted run never leaves a truncated file.
+:mod:`studylib.core.io` (temporary name + rename), so an interrupted run never leaves a truncated file.
 
 Example:
     >>> runner = Runner()                                  # the repository's notebooks/params
@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from . import paths
-from .io import atomic_write_json, atomic_write_text, read_json_object
+from ..core import paths
+from ..core.io import atomic_write_json, atomic_write_text, read_json_object
 
 SMOKE = "smoke"
 #: Parameters the runner injects itself; profiles and ``--set`` may not name them

@@ -1,0 +1,121 @@
+"""Command line: ``python -m studylib {list,run,report,sweep,sweep-report}``.
+
+Examples::
+
+    python -m studylib list
+    python -m studylib run --profile default
+    python -m studylib run --profile smoke --study 06_taylor_pruning --set seeds=[0,1] --device cpu
+    python -m studylib report --profile default
+    python -m studylib sweep --file params/sweeps/taylor_seeds_smoke.yaml --executor dask --workers 2
+    python -m studylib sweep-report --file params/sweeps/taylor_seeds_smoke.yaml --metric <name>
+
+Exit codes: 0 success; 1 a study/point failed; 2 invalid arguments, profile, study or
+parameter (nothing was run); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_dirs(p: argparse.ArgumentParser, *, output_root: bool = True) -> None:
+    p.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                   help="folder of study notebooks (default: notebooks/)")
+    p.add_argument("--params-dir", default=None, metavar="DIR",
+                   help="folder of <study>/<profile>.yaml files (default: params/)")
+    if output_root:
+        p.add_argument("--output-root", default=None, metavar="DIR",
+                       help="outputs go to DIR/<profile>/<study>/ (default: outputs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m studylib",
+        description="Run, report and sweep the kit's study notebooks with Papermill.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list studies, their profiles and parameters")
+    _add_dirs(p, output_root=False)
+
+    p = sub.add_parser("run", help="execute studies with Papermill, then write REPORT.md")
+    p.add_argument("--profile", default="default",
+                   help="smoke (the notebook defaults) or a params/<study>/<profile>.yaml "
+                        "(default: default)")
+    p.add_argument("--study", action="extend", nargs="+", default=None, metavar="S",
+                   help="study id(s): --study A B or --study A --study B (default: every study)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override parameters (values parsed as YAML: seeds=[0,1]); "
+                        "--set a=1 b=2 or --set a=1 --set b=2")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="device injected into every notebook (default: the profile's or "
+                        "notebook's own, normally auto)")
+    p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                   help="fail a cell that runs longer than this (default: no limit)")
+    _add_dirs(p)
+
+    p = sub.add_parser("report", help="write <output-root>/<profile>/REPORT.md from results")
+    p.add_argument("--profile", default="default", help="profile folder to report on")
+    p.add_argument("--readme", action="store_true",
+                   help="also rewrite the headline verdicts table in README.md")
+    p.add_argument("--output-root", default=None, metavar="DIR",
+                   help="default: outputs/")
+
+    p = sub.add_parser("sweep", help="run a grid of parameter overrides (local or Dask)")
+    p.add_argument("--file", required=True, metavar="F", help="sweep YAML (params/sweeps/*.yaml)")
+    p.add_argument("--executor", default="local", choices=["local", "dask"],
+                   help="local: one point after another here; dask: one task per point")
+    p.add_argument("--scheduler", default=None, metavar="tcp://host:port",
+                   help="address of a running Dask scheduler (default: start a LocalCluster "
+                        "on 127.0.0.1)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="LocalCluster workers (default: 2); ignored with --scheduler")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="override the sweep file's device")
+    p.add_argument("--output-root", default=None, metavar="DIR",
+                   help="points go to DIR/<sweep name>/<point id>/ (default: outputs/sweeps/)")
+    _add_dirs(p, output_root=False)
+
+    p = sub.add_parser("sweep-report", help="CSV + Markdown table and a figure of a sweep")
+    p.add_argument("--file", required=True, metavar="F", help="the sweep YAML that was run")
+    p.add_argument("--metric", default=None,
+                   help="metric to plot (default: the sweep file's `metric`, else the first)")
+    p.add_argument("--x", default=None, metavar="PARAM",
+                   help="grid parameter on the x axis (default: the first that varies)")
+    p.add_argument("--output-root", default=None, metavar="DIR",
+                   help="default: outputs/sweeps/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    from .runner import ValidationError
+
+    try:
+        if args.command == "list":
+            from .runner import cmd_list
+            return cmd_list(args)
+        if args.command == "run":
+            from .runner import cmd_run
+            return cmd_run(args)
+        if args.command == "report":
+            from .report import cmd_report
+            return cmd_report(args)
+        if args.command == "sweep":
+            from .sweep import cmd_sweep
+            return cmd_sweep(args)
+        if args.command == "sweep-report":
+            from .sweep import cmd_sweep_report
+            return cmd_sweep_report(args)
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
