@@ -292,3 +292,19 @@ def test_no_notebooks_means_nothing_to_run(capsys, tmp_path):
                           str(tmp_path / "o"))
     assert rc == 0 and "nothing to run" in err
     assert Runner(notebooks_dir=Path(empty)).studies() == []
+
+
+def test_study_settings_from_params_fills_every_field_and_names_a_missing_one():
+    import dataclasses
+
+    from studylib.core.settings import StudySettings
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings(StudySettings):
+        epochs: int
+        eps_values: tuple[float, ...]
+
+    s = Settings.from_params({"epochs": 3, "eps_values": [0.1, 0.2], "profile": "smoke"})
+    assert s == Settings(epochs=3, eps_values=(0.1, 0.2))
+    with pytest.raises(KeyError, match="eps_values"):
+        Settings.from_params({"epochs": 3})
