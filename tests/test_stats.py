@@ -274,3 +274,83 @@ def test_claim_over_conditions_reports_the_decisive_condition():
     assert c2.interval_method.endswith("narrow") and "seeds would decide it" in c2.power
     d3 = d[:2] + [decide_condition("bad", log_ratio_interval([1.5, 1.8, 2.0]), rule)]
     assert claim_over_conditions("crossing", "s", d3).verdict == Verdict.NOT_REPRODUCED
+
+
+# ----------------------------------------------------------------------- natural ranges
+
+
+def test_each_interval_carries_its_natural_range():
+    from studylib.stats import clopper_pearson_interval, log_ratio_interval, logit_interval, t_interval
+
+    assert fisher_z_interval([0.9, 0.95, 0.97]).bounds == (-1.0, 1.0)
+    assert log_ratio_interval([26, 92, 35]).bounds == (0.0, math.inf)
+    assert logit_interval([0.9, 0.95, 0.97]).bounds == (0.0, 1.0)
+    assert clopper_pearson_interval(3, 10).bounds == (0.0, 1.0)
+    assert t_interval([1.0, 2.0, 3.0]).bounds == (-math.inf, math.inf)
+
+
+def test_a_paired_difference_of_proportions_is_clipped_to_minus_one_one():
+    # differences 0.9, 0.95, 0.2: the raw t-interval over 3 seeds reaches past 1
+    iv = paired_difference([0.95, 1.0, 0.3], [0.05, 0.05, 0.1], bounds=(-1, 1))
+    raw = paired_difference([0.95, 1.0, 0.3], [0.05, 0.05, 0.1])
+    assert raw.hi > 1 and iv.hi == 1.0 and iv.lo == raw.lo and "clipped" in iv.method
+    assert iv.bounds == (-1.0, 1.0)
+
+
+def test_an_interval_or_claim_outside_its_range_is_an_error():
+    from studylib.stats import Claim, Interval
+
+    with pytest.raises(ValueError, match="natural range"):
+        Interval(0.9, 0.8, 1.02, "made up", 3, bounds=(-1.0, 1.0))
+    with pytest.raises(ValueError, match="natural range"):
+        Claim(id="c", statement="s", verdict=Verdict.INCONCLUSIVE, estimate=0.9,
+              ci95=(0.8, 1.02), rule=Rule("at_least", 0.9), interval_method="t",
+              n_seeds=3, seeds_on_claimed_side=1, natural_range=(-1.0, 1.0))
+
+
+def test_the_range_survives_json():
+    c = make_claim("c", "s", fisher_z_interval([0.9, 0.95, 0.97]), Rule("at_least", 0.5))
+    obj = json.loads(json.dumps(c.to_json()))
+    assert obj["range"] == [-1.0, 1.0]
+    assert Claim.from_json(obj).natural_range == (-1.0, 1.0)
+    r = make_claim("r", "s", t_interval([1.0, 2.0, 3.0]), Rule("greater", 0.0))
+    assert r.to_json()["range"] == [None, None]
+    assert Claim.from_json(json.loads(json.dumps(r.to_json()))).natural_range == (-math.inf,
+                                                                                   math.inf)
+
+
+# ----------------------------------------------------------------------- ranking and AUC
+
+
+def test_rank_correlations_by_hand():
+    from studylib.stats import kendall_tau, mean_pairwise_kendall_tau, spearman_rho, spearman_rows
+
+    # one discordant pair of three: tau = (2 - 1) / 3
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    # d = (0, 1, -1): rho = 1 - 6 * 2 / (3 * 8) = 0.5
+    assert spearman_rho([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert kendall_tau([1, 1, 1], [1, 2, 3]) == 0.0  # no spread ranks nothing
+    rows = spearman_rows(np.array([[1, 2, 3], [3, 2, 1], [1, 1, 1]]),
+                         np.array([[1, 3, 2], [1, 2, 3], [1, 2, 3]]))
+    assert rows[:2] == pytest.approx([0.5, -1.0]) and math.isnan(rows[2])
+    assert mean_pairwise_kendall_tau([[1, 2, 3], [1, 2, 3], [3, 2, 1]]) == pytest.approx(-1 / 3)
+    with pytest.raises(ValueError):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_roc_auc_and_its_bootstrap_agree_with_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    from studylib.stats import bootstrap_auc, roc_auc
+
+    # pairs (pos, neg): (1,0) win, (1,1) tie, (2,0) win, (2,1) win -> (3 + 0.5) / 4
+    assert roc_auc([0.0, 1.0], [1.0, 2.0]) == pytest.approx(0.875)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = y + rng.normal(0, 1.5, 200)
+    ref = roc_auc_score(y, s)
+    assert roc_auc(s[y == 0], s[y == 1]) == pytest.approx(ref)
+    auc, reps = bootstrap_auc(y, np.stack([s, -s]), n_boot=200, seed=1)
+    assert auc == pytest.approx([ref, 1 - ref])
+    assert reps.shape == (200, 2) and np.allclose(reps[:, 0] + reps[:, 1], 1)
+    assert np.all((reps >= 0) & (reps <= 1))

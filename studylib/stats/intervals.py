@@ -48,6 +48,9 @@ class Interval:
             scale* (NaN for counts or one seed); :func:`seeds_needed` uses it.
         scale: the working scale's name: ``identity`` | ``fisher-z`` | ``log`` | ``logit``
             | ``count``.
+        bounds: the quantity's natural range ``(low, high)`` (``-inf``/``inf`` where open):
+            [-1, 1] for a correlation, (0, inf) for a ratio, [0, 1] for a proportion; the
+            interval lies inside it (checked), and a claim carries it to results.json.
     """
 
     estimate: float
@@ -58,6 +61,16 @@ class Interval:
     values: tuple[float, ...] = ()
     spread: float = math.nan
     scale: str = "identity"
+    bounds: tuple[float, float] = (-math.inf, math.inf)
+
+    def __post_init__(self) -> None:
+        low, high = self.bounds
+        tol = 1e-9 * max(1.0, abs(low) if math.isfinite(low) else 1.0,
+                         abs(high) if math.isfinite(high) else 1.0)
+        for end in (self.lo, self.hi):
+            if not math.isnan(end) and not low - tol <= end <= high + tol:
+                raise ValueError(f"interval [{self.lo}, {self.hi}] ({self.method}) leaves its "
+                                 f"natural range [{low}, {high}]")
 
     @classmethod
     def undefined(cls, method: str) -> Interval:
@@ -99,6 +112,10 @@ def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     return m, m - half, m + half, sd
 
 
+def _range(low: float | None, high: float | None) -> tuple[float, float]:
+    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
+
+
 def t_interval(values: Sequence[float], *, ci: float = CI,
                bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
     """Mean over seeds with a Student-t interval, for a quantity with no scale transform.
@@ -116,7 +133,8 @@ def t_interval(values: Sequence[float], *, ci: float = CI,
         hi = min(hi, high)
     method = f"t over {_over(z.size)}" + (" (clipped to its range)" if bounds != (None, None)
                                          else "")
-    return Interval(m, lo, hi, method, z.size, tuple(z.tolist()), sd)
+    return Interval(m, lo, hi, method, z.size, tuple(z.tolist()), sd,
+                    bounds=_range(low, high))
 
 
 def fisher_z_interval(rhos: Sequence[float], *, ci: float = CI) -> Interval:
@@ -138,11 +156,12 @@ def fisher_z_interval(rhos: Sequence[float], *, ci: float = CI) -> Interval:
         raw = t_interval(r, ci=ci, bounds=(-1.0, 1.0))
         return Interval(raw.estimate, raw.lo, raw.hi,
                         f"t over {_over(r.size)}, clipped to [-1, 1] (a seed at +-1 has no "
-                        "Fisher z)", r.size, raw.values, raw.spread, "identity")
+                        "Fisher z)", r.size, raw.values, raw.spread, "identity", (-1.0, 1.0))
     z = np.arctanh(np.clip(r, -1 + _EDGE, 1 - _EDGE))
     m, lo, hi, sd = _t_on_scale(z, ci)
     return Interval(float(np.tanh(m)), float(np.tanh(lo)), float(np.tanh(hi)),
-                    f"fisher-z t over {_over(r.size)}", r.size, tuple(r.tolist()), sd, "fisher-z")
+                    f"fisher-z t over {_over(r.size)}", r.size, tuple(r.tolist()), sd, "fisher-z",
+                    (-1.0, 1.0))
 
 
 def log_ratio_interval(ratios: Sequence[float], *, ci: float = CI) -> Interval:
@@ -157,7 +176,8 @@ def log_ratio_interval(ratios: Sequence[float], *, ci: float = CI) -> Interval:
     m, lo, hi, sd = _t_on_scale(np.log(x), ci)
     return Interval(math.exp(m), math.exp(lo) if not math.isnan(lo) else math.nan,
                     math.exp(hi) if not math.isnan(hi) else math.nan,
-                    f"log-scale t over {_over(x.size)}", x.size, tuple(x.tolist()), sd, "log")
+                    f"log-scale t over {_over(x.size)}", x.size, tuple(x.tolist()), sd, "log",
+                    (0.0, math.inf))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -183,10 +203,10 @@ def logit_interval(proportions: Sequence[float], *, ci: float = CI) -> Interval:
     mean = float(p.mean())
     if np.all(p == p[0]) and p[0] in (0.0, 1.0):
         return Interval(mean, mean, mean, f"logit t over {_over(p.size)}", p.size,
-                        tuple(p.tolist()), 0.0, "logit")
+                        tuple(p.tolist()), 0.0, "logit", (0.0, 1.0))
     _, lo, hi, sd = _t_on_scale(_logit(p), ci)
     return Interval(mean, _expit(lo), _expit(hi), f"logit t over {_over(p.size)}", p.size,
-                    tuple(p.tolist()), sd, "logit")
+                    tuple(p.tolist()), sd, "logit", (0.0, 1.0))
 
 
 def wilson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
@@ -196,7 +216,7 @@ def wilson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
     _check_counts(k, n)
     lo, hi = proportion_confint(k, n, alpha=1 - ci, method="wilson")
     return Interval(k / n, float(lo), float(hi), f"wilson over {_over(n, 'trial')}", n, (), math.nan,
-                    "count")
+                    "count", (0.0, 1.0))
 
 
 def clopper_pearson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
@@ -206,7 +226,7 @@ def clopper_pearson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
     _check_counts(k, n)
     lo, hi = proportion_confint(k, n, alpha=1 - ci, method="beta")
     return Interval(k / n, float(lo), float(hi), f"clopper-pearson over {_over(n, 'trial')}", n, (),
-                    math.nan, "count")
+                    math.nan, "count", (0.0, 1.0))
 
 
 def _check_counts(k: int, n: int) -> None:
@@ -214,19 +234,29 @@ def _check_counts(k: int, n: int) -> None:
         raise ValueError(f"need integers 0 <= k <= n and n >= 1, got k={k}, n={n}")
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], *, ci: float = CI) -> Interval:
-    """``a - b`` paired by seed (the same seed's models), with a t-interval over seeds."""
+def paired_difference(a: Sequence[float], b: Sequence[float], *, ci: float = CI,
+                      bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
+    """``a - b`` paired by seed (the same seed's models), with a t-interval over seeds.
+
+    ``bounds`` is the difference's natural range, e.g. ``(-1, 1)`` for two proportions or two
+    correlations; the interval is clipped to it (the true difference lies inside it)."""
     x, y = _values(a), _values(b)
     if x.shape != y.shape:
         raise ValueError(f"paired values need equal lengths, got {x.size} and {y.size}")
     d = x - y
     m, lo, hi, sd = _t_on_scale(d, ci)
-    return Interval(m, lo, hi, f"paired t over {_over(d.size)}", d.size, tuple(d.tolist()), sd)
+    low, high = _range(*bounds)
+    clipped = not math.isnan(lo) and (lo < low or hi > high)
+    if not math.isnan(lo):
+        lo, hi = max(lo, low), min(hi, high)
+    method = f"paired t over {_over(d.size)}" + (" (clipped to its range)" if clipped else "")
+    return Interval(m, lo, hi, method, d.size, tuple(d.tolist()), sd, bounds=(low, high))
 
 
 def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
                            statistic: Callable[[np.ndarray], float] = np.mean, *,
-                           n_boot: int = 2000, ci: float = CI, seed: int = 0) -> Interval:
+                           n_boot: int = 2000, ci: float = CI, seed: int = 0,
+                           bounds: tuple[float | None, float | None] = (None, None)) -> Interval:
     """A statistic of test items measured within each seed: resample seeds, then items.
 
     Args:
@@ -235,6 +265,8 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
         statistic: function of one seed's (resampled) items returning a float; the estimate is
             its mean over seeds.
         n_boot: bootstrap replicates; ci: coverage; seed: seed of the resampling generator.
+        bounds: the statistic's natural range (e.g. ``(0, 1)`` for an AUC), recorded with the
+            interval (a percentile interval of values in the range stays inside it).
 
     Each replicate draws seeds with replacement, then items with replacement within each
     drawn seed, and averages the statistic over the drawn seeds: both the between-seed and the
@@ -256,7 +288,8 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
     lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if reps.size else (math.nan, math.nan)
     return Interval(estimate, float(lo), float(hi),
                     f"hierarchical bootstrap over {_over(len(groups))} x items", len(groups),
-                    tuple(float(statistic(g)) for g in groups), math.nan, "bootstrap")
+                    tuple(float(statistic(g)) for g in groups), math.nan, "bootstrap",
+                    _range(*bounds))
 
 
 def percentile_interval(reps: Sequence[float] | np.ndarray, *, ci: float = CI

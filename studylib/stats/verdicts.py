@@ -36,7 +36,7 @@ import numpy as np
 
 from .intervals import Interval, seeds_needed
 
-CLAIM_SCHEMA = 1
+CLAIM_SCHEMA = 2  # 2: claims carry their quantity's natural range ("range")
 
 
 class Verdict(StrEnum):
@@ -199,6 +199,8 @@ class Claim:
         power: for an inconclusive verdict, how many seeds would decide it (text), else None.
         paper_value: the paper's figure, or None where the paper is qualitative.
         details: further numbers (per condition, per seed), JSON-able.
+        natural_range: the quantity's natural range (``[-1, 1]`` for a correlation, ``(0,
+            inf)`` for a ratio, ``[0, 1]`` for a proportion); ``ci95`` must lie inside it.
     """
 
     id: str
@@ -214,10 +216,17 @@ class Claim:
     power: str | None = None
     paper_value: PaperValue | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    natural_range: tuple[float, float] = (-math.inf, math.inf)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
         lo, hi = self.ci95
+        low, high = self.natural_range
+        tol = 1e-9 * max([1.0, *(abs(x) for x in (low, high) if math.isfinite(x))])
+        for end in (lo, hi):
+            if not math.isnan(end) and not low - tol <= end <= high + tol:
+                raise ValueError(f"claim {self.id}: interval [{lo}, {hi}] leaves the natural "
+                                 f"range [{low}, {high}] of its quantity")
         if not (math.isnan(lo) or math.isnan(hi)) and not lo <= self.estimate <= hi:
             # a percentile bootstrap, or the plain mean of proportions beside a logit-scale
             # interval, may lie outside it; anything else is a bug
@@ -248,6 +257,7 @@ class Claim:
                 "seeds_on_claimed_side": self.seeds_on_claimed_side,
                 "excluded": list(self.excluded), "power": self.power,
                 "paper_value": asdict(self.paper_value) if self.paper_value else None,
+                "range": [None if not math.isfinite(x) else float(x) for x in self.natural_range],
                 "details": dict(self.details)}
 
     @classmethod
@@ -268,7 +278,9 @@ class Claim:
                     seeds_on_claimed_side=int(obj["seeds_on_claimed_side"]),
                     excluded=tuple(obj.get("excluded") or ()), power=obj.get("power"),
                     paper_value=PaperValue(**obj["paper_value"]) if obj.get("paper_value")
-                    else None, details=obj.get("details") or {})
+                    else None, details=obj.get("details") or {},
+                    natural_range=(-math.inf if obj["range"][0] is None else float(obj["range"][0]),
+                                   math.inf if obj["range"][1] is None else float(obj["range"][1])))
         return claim
 
     def block(self) -> str:
@@ -331,7 +343,8 @@ def make_claim(id: str, statement: str, interval: Interval, rule: Rule, *,
                  ci95=interval.ci95, rule=rule, interval_method=interval.method, n_seeds=n,
                  seeds_on_claimed_side=k, excluded=tuple(excluded),
                  power=power_line(interval, rule) if v == Verdict.INCONCLUSIVE else None,
-                 paper_value=paper_value, details=dict(details or {}))
+                 paper_value=paper_value, details=dict(details or {}),
+                 natural_range=interval.bounds)
 
 
 def claim_over_conditions(id: str, statement: str, decisions: Sequence[ConditionDecision], *,
@@ -369,4 +382,5 @@ def claim_over_conditions(id: str, statement: str, decisions: Sequence[Condition
                  n_seeds=n, seeds_on_claimed_side=k, excluded=tuple(excluded),
                  power=power_line(iv, decisive.rule) if verdict == Verdict.INCONCLUSIVE
                  else None, paper_value=paper_value,
-                 details={"conditions": table, **dict(details or {})})
+                 details={"conditions": table, **dict(details or {})},
+                 natural_range=iv.bounds)
