@@ -1,0 +1,56 @@
+"""The registry: :func:`available` names the data sets, :func:`load` loads one by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .bundle import DataBundle
+from .digits import _load_digits
+from .mammo_folder import _load_mammo_folder
+from .mammo_phantom import _load_mammo_phantom
+from .signs import _load_signs
+from .torchvision_sets import _load_cifar10, _load_gtsrb, _load_mnist
+
+_LOADERS: dict[str, Callable[..., DataBundle]] = {
+    "digits": _load_digits,
+    "signs": _load_signs,
+    "mammo_phantom": _load_mammo_phantom,
+    "mammo_folder": _load_mammo_folder,
+    "mnist": _load_mnist,
+    "cifar10": _load_cifar10,
+    "gtsrb": _load_gtsrb,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`load`."""
+    return list(_LOADERS)
+
+
+def load(name: str, **kwargs: Any) -> DataBundle:
+    """Load the data set ``name`` with keyword arguments ``kwargs``.
+
+    Args:
+        name: one of :func:`available`: ``"digits"``, ``"signs"``, ``"mammo_phantom"``,
+            ``"mammo_folder"``, ``"mnist"``, ``"cifar10"``, ``"gtsrb"``.
+        **kwargs: the named loader's arguments (see the module docstring and each loader).
+
+    Raises:
+        ValueError: an unknown ``name`` (the message lists the valid names), an unknown keyword
+            (the message lists the valid keywords with their defaults) or a bad value.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown data set name {name!r}; valid names: {available()}")
+    fn = _LOADERS[name]
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        valid = ", ".join(
+            f"{p.name}={p.default!r}" if p.default is not inspect.Parameter.empty else p.name
+            for p in params.values()
+        )
+        raise ValueError(f"load({name!r}): unknown argument(s) {unknown}; valid arguments: {valid}")
+    return fn(**kwargs)
+
