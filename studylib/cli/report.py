@@ -4,10 +4,12 @@
 contract in ``shared/DESIGN.md``) and writes ``outputs/default/REPORT.md`` with
 
 - a summary table of the studies (status, claims reproduced, runtime, device);
-- one table of every claim (study, claim id, verdict, key evidence with its 95% CI, seeds);
+- one table of every claim (study, claim id, verdict, its estimate and 95% CI exactly as the
+  claim's ``estimate`` and ``ci95`` fields hold them, the rule, k of n seeds, the paper's own
+  figure beside ours, seeds);
 - a section per study: a one-line summary ("k of n claims reproduced; not reproduced: ...;
   inconclusive: ..."), a short paragraph of the claims' statements grouped by verdict with
-  their key evidence (:func:`study_paragraph`), the metrics, relative links to the rendered
+  their estimates (:func:`study_paragraph`), the metrics, relative links to the rendered
   notebook (HTML and ipynb) and to each figure, and for a failed study its error.
 
 The text is a pure function of the results files (no dates, studies and figures sorted), so a
@@ -24,46 +26,33 @@ from pathlib import Path
 from typing import Any
 
 from ..core import paths
+from ..core.formatting import fmt
 from ..core.io import atomic_write_text, read_json_object, replace_between_markers
+from ..stats import Claim
 
 REPORT_NAME = "REPORT.md"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
-_CI_KEY = re.compile(r"^(?P<stem>.*?)_?(?:ci_?95|ci|conf_int|confidence_interval)$",
-                     re.IGNORECASE)
-_STEM_SUFFIXES = ("_mean", "_median", "_value", "_estimate", "_est", "_hat")
-_MAX_EVIDENCE_ITEMS = 3
 
 
 # ----------------------------------------------------------------------------- formatting
 
 
 def fmt_number(x: Any) -> str:
-    """A number with 4 significant digits (ints as they are; None/NaN as ``nan``)."""
+    """A number for the report: :func:`studylib.core.formatting.fmt` (3 significant digits)
+    for floats, ints as they are, None/NaN as ``n/a``."""
     if x is None:
-        return "nan"
+        return "n/a"
     if isinstance(x, bool):
         return "true" if x else "false"
     if isinstance(x, int):
         return str(x)
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "nan"
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return f"{x:.4g}"
-    return str(x)
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return fmt(x)
 
 
 def _is_number(x: Any) -> bool:
     return (isinstance(x, (int, float)) and not isinstance(x, bool)) or x is None
-
-
-def _is_ci(x: Any) -> bool:
-    return isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_number(v) for v in x)
-
-
-def _is_count_key(key: str) -> bool:
-    return key == "n" or key.startswith("n_") or key.endswith("_n")
 
 
 def md_escape(text: Any) -> str:
@@ -71,95 +60,41 @@ def md_escape(text: Any) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
 
 
-def format_evidence(evidence: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITEMS) -> str:
-    """The key numbers of a claim's evidence, each with its 95% CI when the evidence has one.
-
-    A CI is a 2-number list under a key named ``ci95`` / ``ci`` / ``<stem>_ci95`` /
-    ``<stem>_ci`` (case-insensitive). ``<stem>_ci95`` pairs with ``<stem>``,
-    ``<stem>_mean`` or ``<stem>_median``; a bare ``ci95`` pairs with the first number that
-    lies inside it (an estimate lies inside its own interval; a setting such as
-    ``strongest_level = 0.5`` listed before the estimate does not), else it is shown alone.
-    Numbers with an interval come first. Counts (``n``, ``n_*``) are left out (the report
-    shows them in their own column). At most ``max_items`` numbers are shown, then ``...``.
-
-    Example:
-        >>> format_evidence({"spearman_mean": 0.94, "ci95": [0.91, 0.96], "n_seeds": 3})
-        'spearman_mean = 0.94 [0.91, 0.96]'
-    """
-    if not isinstance(evidence, dict):
-        return md_escape(evidence)
-    cis: dict[str, list] = {}
-    scalars: list[tuple[str, Any]] = []
-    flat: dict[str, Any] = {}
-    for key, value in evidence.items():  # one level of nesting: {"rho": mean_ci(...)}
-        if isinstance(value, dict):
-            flat.update({f"{key}_{k}": v for k, v in value.items()})
-        else:
-            flat[str(key)] = value
-    for key, value in flat.items():
-        m = _CI_KEY.match(str(key))
-        if m and _is_ci(value):
-            cis[m.group("stem").lower()] = list(value)
-        elif _is_number(value) and not _is_count_key(str(key)):
-            scalars.append((str(key), value))
-    def inside(value: Any, ci: list) -> bool:
-        lo, hi = ci
-        return all(isinstance(v, (int, float)) and math.isfinite(v) for v in (value, lo, hi)) \
-            and min(lo, hi) <= value <= max(lo, hi)
-
-    used: set[str] = set()
-    with_ci: list[str] = []
-    without: list[str] = []
-    for key, value in scalars:
-        stems = [key.lower()] + [key.lower()[: -len(s)] for s in _STEM_SUFFIXES
-                                 if key.lower().endswith(s)]
-        ci_stem = next((s for s in stems if s in cis and s not in used), None)
-        if ci_stem is None and "" in cis and "" not in used and inside(value, cis[""]):
-            ci_stem = ""
-        text = f"{key} = {fmt_number(value)}"
-        if ci_stem is not None:
-            used.add(ci_stem)
-            lo, hi = cis[ci_stem]
-            with_ci.append(f"{text} [{fmt_number(lo)}, {fmt_number(hi)}]")
-        else:
-            without.append(text)
-    for stem, (lo, hi) in cis.items():
-        if stem not in used:
-            with_ci.append(f"{stem or 'ci95'} [{fmt_number(lo)}, {fmt_number(hi)}]")
-    parts = with_ci + without
-    shown = parts[:max_items]
-    if len(parts) > max_items:
-        shown.append("...")
-    return md_escape("; ".join(shown)) if shown else ""
+def read_claim(obj: Any) -> Claim | None:
+    """A results.json claim as a :class:`~studylib.stats.Claim`, or None when it does not
+    follow the claim schema (written by an older kit: the report says so and shows no
+    number rather than guessing which number goes with which interval)."""
+    try:
+        return Claim.from_json(obj)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def claim_evidence(claim: dict[str, Any], max_items: int = _MAX_EVIDENCE_ITEMS) -> str:
-    """A claim's key evidence: a typed claim's own estimate and interval, as recorded (the rule
-    and how many seeds lie on the claimed side after them); an older claim's numbers through
-    :func:`format_evidence`."""
-    if "schema" in claim and "estimate" in claim:
-        lo, hi = (claim.get("ci95") or [None, None])[:2]
-        rule = claim.get("rule") or {}
-        text = (f"{fmt_number(claim['estimate'])} [{fmt_number(lo)}, {fmt_number(hi)}] "
-                f"({claim.get('interval', '')}); {rule.get('kind', '?')} "
-                f"{fmt_number(rule.get('threshold'))}")
-        if rule.get("margin"):
-            text += f" (margin {fmt_number(rule['margin'])})"
-        text += f"; {claim.get('seeds_on_claimed_side')} of {claim.get('n_seeds')} seeds"
-        return md_escape(text)
-    ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}
-    return format_evidence(ev, max_items=max_items)
+def claim_evidence(claim: dict[str, Any]) -> str:
+    """A claim's estimate and interval, exactly as its ``estimate`` and ``ci95`` fields hold
+    them (one field pair), with the rule and how many seeds lie on the claimed side."""
+    c = read_claim(claim)
+    if c is None:
+        return md_escape(f"(no typed evidence: schema {claim.get('schema', 'none')}; re-run "
+                         "the study)") if isinstance(claim, dict) else ""
+    text = (f"{fmt_number(c.estimate)} {fmt(list(c.ci95))} ({c.interval_method}); rule: "
+            f"{c.rule.describe()}; {c.k_of_n} on the claimed side")
+    return md_escape(text)
+
+
+def claim_paper_value(claim: dict[str, Any]) -> str:
+    """The paper's own figure beside ours ("> 93% correlation (abstract)"), or "qualitative"."""
+    c = read_claim(claim)
+    if c is None or c.paper_value is None:
+        return "qualitative" if c is not None else ""
+    return md_escape(f"{c.paper_value.value} ({c.paper_value.where})")
 
 
 def claim_n_seeds(claim: dict[str, Any], results: dict[str, Any]) -> str:
-    """``n_seeds`` of a typed claim, or ``n_seeds`` (or ``n``) from an older claim's evidence,
-    else the number of the study's seeds."""
-    if "schema" in claim and isinstance(claim.get("n_seeds"), int):
-        return str(claim["n_seeds"])
-    ev = claim.get("evidence") if isinstance(claim.get("evidence"), dict) else {}
-    for key in ("n_seeds", "n"):
-        if isinstance(ev.get(key), int) and not isinstance(ev.get(key), bool):
-            return str(ev[key])
+    """``n_seeds`` of a typed claim, else the number of the study's seeds."""
+    c = read_claim(claim)
+    if c is not None:
+        return str(c.n_seeds)
     seeds = results.get("seeds")
     return str(len(seeds)) if isinstance(seeds, list) and seeds else ""
 
@@ -180,8 +115,7 @@ def claims_paragraph(claims: list[dict[str, Any]]) -> str:
 def study_paragraph(claims: list[dict[str, Any]]) -> str:
     """A short paragraph of what reproduced and what did not, in the claims' own words.
 
-    The statements are grouped by verdict, each followed by its key evidence with the 95% CI
-    (the first item of :func:`format_evidence`), so a reader learns what was tested and how
+    The statements are grouped by verdict, each followed by its estimate and 95% CI, so a reader learns what was tested and how
     far from the threshold it landed without opening the notebook. Generated from the
     results, so it cannot drift from the numbers.
     """
@@ -198,7 +132,9 @@ def study_paragraph(claims: list[dict[str, Any]]) -> str:
         items = []
         for c in group:
             statement = str(c.get("statement", "")).strip().rstrip(".")
-            shown = claim_evidence(c, max_items=1).removesuffix("; ...")
+            c_typed = read_claim(c)
+            shown = (f"{fmt_number(c_typed.estimate)} {fmt(list(c_typed.ci95))}"
+                     if c_typed is not None else "")
             items.append(md_escape(statement) + (f" ({shown})" if shown else ""))
         parts.append(f"**{labels[verdict]}:** " + "; ".join(items) + ".")
     return " ".join(parts)
@@ -243,10 +179,11 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         "",
         f"Written by `python -m studylib report --profile {profile}` from the `results.json` "
         "that each study wrote into its folder here. Every verdict was computed by the "
-        "study's notebook from the measured numbers: *reproduced* when the whole 95% "
-        "confidence interval lies on the claimed side of the paper's threshold, *not "
-        "reproduced* when it lies wholly on the other side, *inconclusive* when it straddles "
-        "the threshold (or could not be computed). Apart from runtimes, this file changes "
+        "study's claim functions (`studylib/studies/`) from the measured numbers: *reproduced* "
+        "when the whole 95% confidence interval (on the quantity's natural scale) lies on the "
+        "claimed side of the rule's threshold in every informative condition, *not "
+        "reproduced* when it lies wholly on the other side in one, *inconclusive* when it "
+        "straddles the threshold (or could not be computed). Apart from runtimes, this file changes "
         "only when the results do.",
         "",
     ]
@@ -291,8 +228,8 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         "",
         "## Claims",
         "",
-        "| study | claim | verdict | key evidence [95% CI] | n_seeds |",
-        "|---|---|---|---|---|",
+        "| study | claim | verdict | estimate [95% CI]; rule; seeds | paper | n_seeds |",
+        "|---|---|---|---|---|---|",
     ]
     any_claim = False
     for study, _, res in entries:
@@ -302,9 +239,10 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
                 f"| {md_escape(study)} | `{md_escape(c.get('id', '?'))}` "
                 f"| {md_escape(c.get('verdict', '?'))} "
                 f"| {claim_evidence(c)} "
+                f"| {claim_paper_value(c)} "
                 f"| {claim_n_seeds(c, res)} |")
     if not any_claim:
-        lines.append("| | | | (no claims recorded) | |")
+        lines.append("| | | | (no claims recorded) | | |")
     lines += ["", "## Studies", ""]
     for study, d, res in entries:
         lines += _study_section(study, d, res, profile_dir)
