@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-from conftest import temp_leftovers
-
-from studylib.__main__ import main
 from studylib.cli.report import (
     build_report,
     claim_n_seeds,
     claims_paragraph,
     fmt_number,
     study_paragraph,
-    write_report,
 )
 
 

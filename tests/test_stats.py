@@ -280,7 +280,12 @@ def test_claim_over_conditions_reports_the_decisive_condition():
 
 
 def test_each_interval_carries_its_natural_range():
-    from studylib.stats import clopper_pearson_interval, log_ratio_interval, logit_interval, t_interval
+    from studylib.stats import (
+        clopper_pearson_interval,
+        log_ratio_interval,
+        logit_interval,
+        t_interval,
+    )
 
     assert fisher_z_interval([0.9, 0.95, 0.97]).bounds == (-1.0, 1.0)
     assert log_ratio_interval([26, 92, 35]).bounds == (0.0, math.inf)

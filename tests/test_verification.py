@@ -294,6 +294,20 @@ def test_attack_lower_bound_and_ibp_upper_bound_bracket_each_network():
         assert torch.all(pgd.outcome.int() <= ibp.outcome.int())
 
 
+@pytest.mark.parametrize("make", [_random_mlp, _random_cnn])
+def test_ibp_bound_never_falls_as_eps_grows(make):
+    """Study 05 asserts in its run that no IBP estimate falls as eps grows (it used to be a
+    claim): the boxes are nested, also where they are clipped to [0, 1], and interval
+    propagation maps nested boxes to nested bounds, network by network."""
+    nets = V.NetworkSet.from_modules([make(s) for s in range(6)])
+    shape = (12,) if make is _random_mlp else (2, 8, 8)
+    x_star = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    x_star.view(-1)[:3] = torch.tensor([0.0, 1.0, 0.01])  # coordinates at the domain's edge
+    bounds = torch.stack([V.ibp_outcomes(nets, x_star, eps, 0.25).divergence
+                          for eps in (0.0, 0.005, 0.02, 0.05, 0.1, 0.3)])
+    assert torch.all(bounds[1:] >= bounds[:-1] - 1e-6)
+
+
 # ----------------------------------------------------------------------------- adapters
 
 

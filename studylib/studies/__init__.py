@@ -10,11 +10,12 @@ can trust").
 
 from __future__ import annotations
 
-from . import loss_visualization, taylor_pruning
+from . import bnn_verification, loss_visualization, taylor_pruning
 
 CLAIMS = {
     "01_loss_visualization": loss_visualization.CLAIMS,
+    "05_bnn_verification": bnn_verification.CLAIMS,
     "06_taylor_pruning": taylor_pruning.CLAIMS,
 }
 
-__all__ = ["CLAIMS", "loss_visualization", "taylor_pruning"]
+__all__ = ["CLAIMS", "bnn_verification", "loss_visualization", "taylor_pruning"]
