@@ -260,12 +260,9 @@ def psi_vs_accuracy_grid(device: torch.device, reps: int) -> CaseResult:
     not a correctness condition of either implementation. The check here is that both sides
     produced a finite score for every model (psi >= 0, accuracy in [0, 1]). The ratio is
     grid time / psi time."""
-    from studylib.techniques.landscape import (
-        adversarial_accuracy_table,
-        kendall_tau,
-        psi_per_point,
-        train_family,
-    )
+    from studylib.stats import kendall_tau
+    from studylib.studies.loss_visualization import adversarial_accuracy_table, train_family
+    from studylib.techniques.landscape import psi_per_point
 
     data = load("digits", image_size=8, seed=0)
     archs = {"small_cnn": {"width": 8, "hidden": 32}, "mlp": {"hidden": [64]}}

@@ -1,10 +1,16 @@
-"""Study 01's claims on hand-built tables: each can come out reproduced, not reproduced and
-inconclusive (tests/test_claims_registry.py requires the three)."""
+"""Study 01's claims on hand-built records: each can come out reproduced, not reproduced and
+inconclusive (tests/test_claims_registry.py requires the three). The records are the study's
+own dataclasses; the settings are those of the notebook's parameters cell, so a parameter
+renamed there (or a field added to ``Settings`` that the cell lacks) fails here."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,96 +19,150 @@ from studylib.studies import loss_visualization as S
 
 SEEDS = [0, 1, 2]
 MODELS = [("mlp", "natural"), ("mlp", "pgd"), ("cnn", "natural"), ("cnn", "pgd")]
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_loss_visualization.ipynb"
 
 
-def _crossing(ratios: dict[str, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"arch": arch, "regime": "natural", "seed": s, "ratio_median": r,
-                          "rand_censored": 0.1, "adv_median": 0.1}
-                         for arch, rs in ratios.items() for s, r in zip(SEEDS, rs, strict=False)])
+def _parameters_cell() -> dict:
+    """The notebook's parameters, as the cell defines them (plain literal assignments)."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    namespace: dict = {}
+    exec("".join(cell["source"]), {}, namespace)
+    return namespace
+
+
+SETTINGS = S.Settings.from_params(_parameters_cell())
+
+
+def test_settings_come_from_the_parameters_cell():
+    params = _parameters_cell()
+    fields = {f.name for f in dataclasses.fields(S.Settings)}
+    assert fields <= set(params)  # from_params would raise on a missing one; say which here too
+    assert SETTINGS.crossing_ratio_threshold == 3.0 and SETTINGS.rho_threshold == -0.8
+    assert SETTINGS.robust_regimes == tuple(params["robust_regimes"])  # lists become tuples
+    assert SETTINGS.eps_grid == [round(params["eps"] * f, 6) for f in params["eps_factors"]]
+    with pytest.raises(KeyError, match="rho_threshold"):
+        S.Settings.from_params({k: v for k, v in params.items() if k != "rho_threshold"})
+
+
+def _settings(**changes) -> S.Settings:
+    return dataclasses.replace(SETTINGS, **changes)
+
+
+EMPTY = pd.DataFrame()
+
+
+def _records(*, crossing_summary=EMPTY, psi=None, cost=None, rescaling=EMPTY) -> S.Records:
+    """A Records with the tables a claim reads; every other part empty."""
+    psi = psi or S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY, base=EMPTY, pgd_accuracy=EMPTY)
+    cost = cost or S.CostRecords(subset=EMPTY, full=EMPTY, subset_seconds={}, grid_seconds={},
+                                 n_subset_points=0)
+    return S.Records(data=S.DataSummary("hand-built", 0, 0, (1, 8, 8), 0, 0),
+                     clean_accuracy=EMPTY, control_accuracy=EMPTY, surfaces=None,
+                     crossings=EMPTY, crossing_summary=crossing_summary, psi=psi, cost=cost,
+                     rescaling=rescaling, masking=())
+
+
+def _crossing(ratios: dict[str, list[float]]) -> S.Records:
+    return _records(crossing_summary=pd.DataFrame(
+        [{"arch": arch, "regime": "natural", "seed": s, "ratio_median": r,
+          "rand_censored": 0.1, "adv_median": 0.1}
+         for arch, rs in ratios.items() for s, r in zip(SEEDS, rs, strict=False)]))
 
 
 def test_margin_crossing_adversarial_vs_random_reproduced():
     c = S.claim_margin_crossing_adversarial_vs_random(
-        _crossing({"mlp": [5.0, 5.2, 5.1], "cnn": [4.0, 4.1, 4.2]}))
+        _crossing({"mlp": [5.0, 5.2, 5.1], "cnn": [4.0, 4.1, 4.2]}), SETTINGS)
     assert c.verdict == Verdict.REPRODUCED and c.k_of_n == "3 of 3 seeds"
     assert c.ci95[0] > 3 and c.interval_method.startswith("log-scale")
 
 
 def test_margin_crossing_adversarial_vs_random_not_reproduced():
     c = S.claim_margin_crossing_adversarial_vs_random(
-        _crossing({"mlp": [5.0, 5.2, 5.1], "cnn": [1.5, 1.6, 1.55]}))
+        _crossing({"mlp": [5.0, 5.2, 5.1], "cnn": [1.5, 1.6, 1.55]}), SETTINGS)
     assert c.verdict == Verdict.NOT_REPRODUCED and "cnn" in c.interval_method
 
 
 def test_margin_crossing_adversarial_vs_random_inconclusive():
-    c = S.claim_margin_crossing_adversarial_vs_random(_crossing({"mlp": [2.5, 4.5, 3.5]}))
+    c = S.claim_margin_crossing_adversarial_vs_random(_crossing({"mlp": [2.5, 4.5, 3.5]}),
+                                                      SETTINGS)
     assert c.verdict == Verdict.INCONCLUSIVE and c.ci95[0] > 0 and c.power
 
 
-def _steps(natural: list[float], robust: list[float]) -> pd.DataFrame:
+def _steps(natural: list[float], robust: list[float]) -> S.Records:
     rows = [{"arch": "mlp", "regime": reg, "seed": s, "adv_median": v, "ratio_median": 4.0,
              "rand_censored": 0.0}
             for reg, vals in (("natural", natural), ("pgd_large", robust))
             for s, v in zip(SEEDS, vals, strict=False)]
-    return pd.DataFrame(rows)
+    return _records(crossing_summary=pd.DataFrame(rows))
+
+
+ROBUST = _settings(natural_regime="natural", robust_regimes=("pgd_large",))
 
 
 def test_robust_training_widens_margin_reproduced():
     c = S.claim_robust_training_widens_margin(_steps([0.10, 0.11, 0.12], [0.20, 0.21, 0.23]),
-                                              robust=["pgd_large"])
+                                              ROBUST)
     geo = (0.20 / 0.10 * 0.21 / 0.11 * 0.23 / 0.12) ** (1 / 3)
     assert c.verdict == Verdict.REPRODUCED and c.estimate == pytest.approx(geo)
+    assert "mlp/pgd_large" in c.interval_method
 
 
 def test_robust_training_widens_margin_not_reproduced():
     c = S.claim_robust_training_widens_margin(_steps([0.10, 0.11, 0.12], [0.05, 0.055, 0.06]),
-                                              robust=["pgd_large"])
-    assert c.verdict == Verdict.NOT_REPRODUCED and c.ci95[1] < 1
+                                              ROBUST)
+    assert c.verdict == Verdict.NOT_REPRODUCED and 0 < c.ci95[0] <= c.ci95[1] < 1
 
 
 def test_robust_training_widens_margin_inconclusive():
     c = S.claim_robust_training_widens_margin(_steps([0.10, 0.11, 0.12], [0.09, 0.13, 0.115]),
-                                              robust=["pgd_large"])
-    assert c.verdict == Verdict.INCONCLUSIVE
+                                              ROBUST)
+    assert c.verdict == Verdict.INCONCLUSIVE and c.ci95[0] < 1 < c.ci95[1] and c.power
 
 
 def _model_table(value: str, per_seed: list[list[float]]) -> pd.DataFrame:
     return pd.DataFrame([{"arch": a, "regime": r, "seed": s, value: v}
-                         for s, vals in zip(SEEDS, per_seed, strict=False) for (a, r), v in zip(MODELS, vals, strict=False)])
+                         for s, vals in zip(SEEDS, per_seed, strict=True)
+                         for (a, r), v in zip(MODELS, vals, strict=True)])
 
 
 ACC = [[0.1, 0.2, 0.3, 0.4]] * 3
 
 
+def _tracking(psi_per_seed: list[list[float]]) -> S.Records:
+    return _records(psi=S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY,
+                                     base=_model_table("score", psi_per_seed),
+                                     pgd_accuracy=_model_table("accuracy", ACC)))
+
+
 def test_metric_tracks_adversarial_accuracy_reproduced():
-    psi = _model_table("score", [[0.9, 0.7, 0.5, 0.1]] * 3)  # rho = -1 in every seed
-    c = S.claim_metric_tracks_adversarial_accuracy(psi, _model_table("accuracy", ACC))
+    c = S.claim_metric_tracks_adversarial_accuracy(_tracking([[0.9, 0.7, 0.5, 0.1]] * 3),
+                                                   SETTINGS)  # rho = -1 in every seed
     assert c.verdict == Verdict.REPRODUCED and -1 <= c.ci95[0] and c.ci95[1] <= -0.8
 
 
 def test_metric_tracks_adversarial_accuracy_not_reproduced():
-    psi = _model_table("score", [[0.1, 0.2, 0.3, 0.4]] * 3)  # rho = +1: psi says the opposite
-    c = S.claim_metric_tracks_adversarial_accuracy(psi, _model_table("accuracy", ACC))
+    c = S.claim_metric_tracks_adversarial_accuracy(_tracking([[0.1, 0.2, 0.3, 0.4]] * 3),
+                                                   SETTINGS)  # rho = +1: psi says the opposite
     assert c.verdict == Verdict.NOT_REPRODUCED and c.ci95[1] <= 1
 
 
 def test_metric_tracks_adversarial_accuracy_inconclusive():
     # psi ranks (4, 3, 2, 1): rho -1; (4, 1, 3, 2): sum d^2 = 14, rho -0.4; (3, 4, 2, 1): -0.8
-    psi = _model_table("score", [[0.9, 0.7, 0.5, 0.1], [0.9, 0.1, 0.7, 0.5],
-                                 [0.7, 0.9, 0.5, 0.1]])
-    c = S.claim_metric_tracks_adversarial_accuracy(psi, _model_table("accuracy", ACC))
-    assert c.verdict == Verdict.INCONCLUSIVE
+    c = S.claim_metric_tracks_adversarial_accuracy(
+        _tracking([[0.9, 0.7, 0.5, 0.1], [0.9, 0.1, 0.7, 0.5], [0.7, 0.9, 0.5, 0.1]]), SETTINGS)
+    assert c.verdict == Verdict.INCONCLUSIVE and -1 <= c.ci95[0] < -0.8 < c.ci95[1] <= 1
     assert [round(v, 2) for v in c.details["conditions"][0]["per_seed"]] == [-1.0, -0.4, -0.8]
 
 
-def _settings(value: str, cols: tuple[str, ...], settings: list[tuple], scores) -> pd.DataFrame:
+def _grid(value: str, cols: tuple[str, ...], grid: list[tuple], scores) -> pd.DataFrame:
     """``scores(seed, setting_index)`` -> one score per model."""
     rows = []
     for s in SEEDS:
-        for i, setting in enumerate(settings):
-            for (a, r), v in zip(MODELS, scores(s, i), strict=False):
+        for i, setting in enumerate(grid):
+            for (a, r), v in zip(MODELS, scores(s, i), strict=True):
                 rows.append({"arch": a, "regime": r, "seed": s, value: v,
-                             **dict(zip(cols, setting, strict=False))})
+                             **dict(zip(cols, setting, strict=True))})
     return pd.DataFrame(rows)
 
 
@@ -111,83 +171,114 @@ ATTACK_GRID = [("pgd", 0.1, 5), ("pgd", 0.1, 10), ("fgsm", 0.2, 1)]
 SAME = [0.1, 0.2, 0.3, 0.4]
 
 
-def _acc_grid(scores):
-    return _settings("accuracy", S.ATTACK_SETTINGS, ATTACK_GRID, scores)
-
-
-def _psi_grid(scores):
-    return _settings("score", S.PSI_SETTINGS, PSI_GRID, scores)
+def _stability(psi_scores, acc_scores) -> S.Records:
+    return _records(psi=S.PsiRecords(
+        grid=_grid("score", S.PSI_SETTINGS, PSI_GRID, psi_scores),
+        accuracy_grid=_grid("accuracy", S.ATTACK_SETTINGS, ATTACK_GRID, acc_scores),
+        base=EMPTY, pgd_accuracy=EMPTY))
 
 
 def test_metric_stable_across_settings_reproduced():
-    psi = _psi_grid(lambda s, i: SAME)  # the same ranking in every setting: tau 1
-    acc = _acc_grid(lambda s, i: SAME if i < 2 else SAME[::-1])  # the last setting reverses it
-    c = S.claim_metric_stable_across_settings(psi, acc)
+    c = S.claim_metric_stable_across_settings(_stability(
+        lambda s, i: SAME,  # the same ranking in every setting: tau 1
+        lambda s, i: SAME if i < 2 else SAME[::-1]), SETTINGS)  # the last setting reverses it
     assert c.verdict == Verdict.REPRODUCED and c.k_of_n == "3 of 3 seeds"
+    assert c.details["n_psi_settings"] == 3 and c.details["n_accuracy_settings"] == 3
 
 
 def test_metric_stable_across_settings_not_reproduced():
-    psi = _psi_grid(lambda s, i: SAME if i != 1 else SAME[::-1])  # mean tau -1/3
-    acc = _acc_grid(lambda s, i: SAME)
-    c = S.claim_metric_stable_across_settings(psi, acc)
+    c = S.claim_metric_stable_across_settings(_stability(
+        lambda s, i: SAME if i != 1 else SAME[::-1], lambda s, i: SAME), SETTINGS)  # tau -1/3
     assert c.verdict == Verdict.NOT_REPRODUCED
+    psi_tau, diff = c.details["conditions"]
+    assert psi_tau["verdict"] == diff["verdict"] == Verdict.NOT_REPRODUCED
+    assert -1 <= psi_tau["ci95"][0] <= psi_tau["ci95"][1] < 0.8  # a tau stays in [-1, 1]
+    assert -2 <= diff["ci95"][0] <= diff["ci95"][1] < 0  # a difference of taus, in [-2, 2]
 
 
 def test_metric_stable_across_settings_inconclusive():
     swapped = [0.2, 0.1, 0.3, 0.4]
-    psi = _psi_grid(lambda s, i: SAME if (s != 1 or i == 0) else swapped)  # seed 1 less stable
-    acc = _acc_grid(lambda s, i: SAME if i < 2 else SAME[::-1])
-    c = S.claim_metric_stable_across_settings(psi, acc)
+    c = S.claim_metric_stable_across_settings(_stability(
+        lambda s, i: SAME if (s != 1 or i == 0) else swapped,  # seed 1 less stable
+        lambda s, i: SAME if i < 2 else SAME[::-1]), SETTINGS)
     assert c.verdict == Verdict.INCONCLUSIVE and c.power
 
 
-def _psi_models(scores: list[float]) -> pd.DataFrame:
-    return _model_table("score", [scores] * 3)
+def _cost(subset: list[float], full: list[float], subset_seconds: dict[int, float],
+          grid_seconds: dict[int, float], n_points: int = 100) -> S.Records:
+    return _records(cost=S.CostRecords(
+        subset=_model_table("score", [subset] * 3), full=_model_table("score", [full] * 3),
+        subset_seconds=subset_seconds, grid_seconds=grid_seconds, n_subset_points=n_points))
+
+
+GRID_SECONDS = {0: 10.0, 1: 10.0, 2: 10.0}
 
 
 def test_metric_cheaper_than_adversarial_testing_reproduced():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _psi_models(SAME), _psi_models(SAME), {0: 2.0, 1: 2.5, 2: 2.2}, {0: 10.0, 1: 10.0, 2: 10.0},
-        n_subset_points=100)
+        _cost(SAME, SAME, {0: 2.0, 1: 2.5, 2: 2.2}, GRID_SECONDS), SETTINGS)
     assert c.verdict == Verdict.REPRODUCED and "100 points" in c.statement
+    assert c.details["psi_subset_seconds"] == [2.0, 2.5, 2.2]
 
 
 def test_metric_cheaper_than_adversarial_testing_not_reproduced():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _psi_models(SAME), _psi_models(SAME[::-1]), {0: 2.0, 1: 2.5, 2: 2.2},
-        {0: 10.0, 1: 10.0, 2: 10.0})
+        _cost(SAME, SAME[::-1], {0: 2.0, 1: 2.5, 2: 2.2}, GRID_SECONDS), SETTINGS)
     assert c.verdict == Verdict.NOT_REPRODUCED  # the subset ranks the models the other way
+    assert "tau(subset, full)" in c.interval_method
 
 
 def test_metric_cheaper_than_adversarial_testing_inconclusive():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _psi_models(SAME), _psi_models(SAME), {0: 5.0, 1: 15.0, 2: 10.0},
-        {0: 10.0, 1: 10.0, 2: 10.0})
+        _cost(SAME, SAME, {0: 5.0, 1: 15.0, 2: 10.0}, GRID_SECONDS), SETTINGS)
     assert c.verdict == Verdict.INCONCLUSIVE  # cheaper in one seed, dearer in another
+    assert c.ci95[0] > 0 and "time" in c.interval_method  # a ratio: its interval stays > 0
 
 
-def _rescaled(psi_change: list[float], factors: list[float]) -> pd.DataFrame:
+def _rescaled(psi_change: list[float], factors: list[float]) -> S.Records:
     rows = [{"arch": a, "regime": r, "seed": s, "layer": 0, "psi_rel_change": p,
              "sharpness_factor": f}
-            for (a, r), (s, p, f) in itertools.product(MODELS, zip(SEEDS, psi_change, factors, strict=False))]
+            for (a, r), (s, p, f) in itertools.product(
+                MODELS, zip(SEEDS, psi_change, factors, strict=True))]
     rows.append({"arch": "cnn", "regime": "natural", "seed": 0, "layer": 1,
                  "psi_rel_change": 1e-7, "sharpness_factor": 30.0})
-    return pd.DataFrame(rows)
+    return _records(rescaling=pd.DataFrame(rows))
 
 
 def test_metric_invariant_to_reparameterization_reproduced():
-    c = S.claim_metric_invariant_to_reparameterization(_rescaled([1e-7, 2e-7, 0.0], [20, 30, 25]))
+    c = S.claim_metric_invariant_to_reparameterization(
+        _rescaled([1e-7, 2e-7, 0.0], [20, 30, 25]), SETTINGS)
     assert c.verdict == Verdict.REPRODUCED and "cnn/layer1" in c.details["other_layers"]
     assert c.ci95[0] >= 0  # a nonnegative change: the interval is clipped at 0, its range
 
 
 def test_metric_invariant_to_reparameterization_not_reproduced():
     c = S.claim_metric_invariant_to_reparameterization(
-        _rescaled([1e-7, 2e-7, 1e-7], [1.1, 1.2, 1.15]))
-    assert c.verdict == Verdict.NOT_REPRODUCED and c.interval_method.endswith("sharpness factor: mlp")
+        _rescaled([1e-7, 2e-7, 1e-7], [1.1, 1.2, 1.15]), SETTINGS)
+    assert c.verdict == Verdict.NOT_REPRODUCED
+    assert c.interval_method.endswith("sharpness factor: mlp")
 
 
 def test_metric_invariant_to_reparameterization_inconclusive():
     c = S.claim_metric_invariant_to_reparameterization(
-        _rescaled([1e-7, 2e-7, 1e-7], [1.5, 4.0, 2.5]))
-    assert c.verdict == Verdict.INCONCLUSIVE
+        _rescaled([1e-7, 2e-7, 1e-7], [1.5, 4.0, 2.5]), SETTINGS)
+    assert c.verdict == Verdict.INCONCLUSIVE and c.ci95[0] > 0 and c.power
+
+
+def test_metric_invariant_to_reparameterization_leaves_out_flat_sharpness():
+    """An architecture whose sharpness is 0 before or after (no finite factor in any seed) is
+    left out and reported, not counted against the claim."""
+    records = _rescaled([1e-7, 2e-7, 0.0], [20, 30, 25])
+    table = records.rescaling.copy()
+    table.loc[(table.arch == "cnn") & (table.layer == 0), "sharpness_factor"] = np.nan
+    c = S.claim_metric_invariant_to_reparameterization(
+        dataclasses.replace(records, rescaling=table), SETTINGS)
+    assert c.verdict == Verdict.REPRODUCED
+    assert [e["condition"] for e in c.excluded] == ["sharpness factor: cnn"]
+
+
+def test_thresholds_come_from_the_settings():
+    records = _crossing({"mlp": [5.0, 5.2, 5.1], "cnn": [4.0, 4.1, 4.2]})
+    c = S.claim_margin_crossing_adversarial_vs_random(
+        records, _settings(crossing_ratio_threshold=6.0))
+    assert c.verdict == Verdict.NOT_REPRODUCED and c.rule.threshold == 6.0 and ">= 6" in c.statement

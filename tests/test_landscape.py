@@ -1,4 +1,5 @@
-"""Tests of studylib.techniques.landscape against answers known in closed form.
+"""Tests of studylib.techniques.landscape against answers known in closed form (the study
+layer built on it, tables and claims, is tested in test_study_01.py and test_claims_01.py).
 
 Most cases use a linear two-class model ``z = W x + b``: its margin is affine in ``x``, so the
 margin along ``x + a d`` is ``D(x) + a g.d`` with ``g = w_0 - w_1`` (label 0), the adversarial
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -280,47 +280,6 @@ def test_grad_norm_penalty_of_linear_model_by_hand(p):
     assert m[1].weight.grad is not None
 
 
-# ----------------------------------------------------------------------------- rankings
-
-
-def test_kendall_and_spearman_by_hand():
-    assert L.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert L.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    # one discordant pair of 6: tau = (5 - 1) / 6
-    assert L.kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
-    assert L.kendall_tau([1, 2, 3], [5, 5, 5]) == 0.0
-    assert L.spearman_rho([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(1 - 6 * 2 / (4 * 15))
-    with pytest.raises(ValueError):
-        L.kendall_tau([1], [1])
-
-
-def test_mean_pairwise_kendall_tau():
-    s = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 4, 3]], float)
-    # pairs: (0,1) tau 1, (0,2) 4/6, (1,2) 4/6
-    assert L.mean_pairwise_kendall_tau(s) == pytest.approx((1 + 4 / 6 + 4 / 6) / 3)
-    with pytest.raises(ValueError):
-        L.mean_pairwise_kendall_tau(s[:1])
-
-
-def test_ranking_stability_and_agreement_per_seed():
-    import pandas as pd
-
-    rows = []
-    for seed in (0, 1):
-        for setting in ("a", "b"):
-            for i, model in enumerate(["m1", "m2", "m3"]):
-                score = i if (seed == 0 or setting == "a") else -i
-                rows.append({"seed": seed, "arch": "x", "regime": model, "setting": setting,
-                             "score": float(score)})
-    df = pd.DataFrame(rows)
-    st = L.ranking_stability_per_seed(df, setting_cols=["setting"], value_col="score")
-    assert st == {0: pytest.approx(1.0), 1: pytest.approx(-1.0)}
-    a = df[df.setting == "a"]
-    b = df[df.setting == "b"]
-    ag = L.rank_agreement_per_seed(a, b, value_a="score", value_b="score")
-    assert ag == {0: pytest.approx(1.0), 1: pytest.approx(-1.0)}
-
-
 # ----------------------------------------------------------------------------- psi (attacks)
 
 
@@ -390,73 +349,19 @@ def test_adversarial_training_losses_on_a_linear_model():
     assert m[1].weight.grad is not None
 
 
-# ----------------------------------------------------------------------------- claim helpers
+# ----------------------------------------------------------------------------- accuracy
 
 
-def _crossings(rows):
-    import pandas as pd
-
-    return pd.DataFrame([{"arch": a, "regime": r, "seed": s, "point": p, "direction": d,
-                          "k": k, "step": st} for a, r, s, p, d, k, st in rows])
-
-
-def test_crossing_ratio_summary_by_hand():
-    inf = math.inf
-    df = _crossings([("a", "nat", 0, 0, "adv", 0, 0.1), ("a", "nat", 0, 0, "rand", 0, 0.5),
-                     ("a", "nat", 0, 0, "rand", 1, inf), ("a", "nat", 0, 1, "adv", 0, 0.2),
-                     ("a", "nat", 0, 1, "rand", 0, 0.4), ("a", "nat", 0, 1, "rand", 1, 0.6)])
-    s = L.crossing_ratio_summary(df, max_step=1.0).iloc[0]
-    # point 0: median(0.5, 1.0 [censored]) / 0.1 = 7.5; point 1: 0.5 / 0.2 = 2.5
-    assert s.ratio_median == pytest.approx(5.0)
-    assert s.adv_median == pytest.approx(0.15)
-    assert s.rand_censored == pytest.approx(0.25)
-
-
-def test_rank_agreement_and_stability_by_hand():
-    import pandas as pd
-
-    psi_rows, acc_rows = [], []
-    for seed in range(3):
-        for i, reg in enumerate(["a", "b", "c", "d"]):
-            for eps in (0.1, 0.2):
-                # psi ranks a < b < c < d (a most robust) under every setting
-                psi_rows.append({"arch": "x", "regime": reg, "seed": seed, "eps": eps,
-                                 "restarts": 1, "n_points": 10, "score": (i + 1) * eps})
-                # accuracy agrees at eps 0.1, is all zero (uninformative) at eps 0.2
-                acc_rows.append({"arch": "x", "regime": reg, "seed": seed, "attack": "pgd",
-                                 "eps": eps, "steps": 10,
-                                 "accuracy": (0.9 - 0.2 * i) if eps == 0.1 else 0.0})
-    psi, acc = pd.DataFrame(psi_rows), pd.DataFrame(acc_rows)
-    base = psi[psi.eps == 0.1]
-    rho = L.rank_agreement_per_seed(base, acc[acc.eps == 0.1], value_a="score",
-                                    value_b="accuracy")
-    assert rho == pytest.approx({0: -1.0, 1: -1.0, 2: -1.0})
-    tau_psi = L.ranking_stability_per_seed(psi, setting_cols=["eps", "restarts", "n_points"],
-                                           value_col="score")
-    tau_acc = L.ranking_stability_per_seed(acc, setting_cols=["attack", "eps", "steps"],
-                                           value_col="accuracy")
-    assert tau_psi == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0})
-    assert tau_acc == pytest.approx({0: 0.0, 1: 0.0, 2: 0.0})  # the all-zero setting ranks nothing
-
-
-def test_rescaling_table_and_claim_on_real_models():
-    models = {("mlp", "init", s): small_mlp(seed=s) for s in range(2)}
-    models[("cnn_bn", "init", 0)] = small_cnn(batchnorm=True)
-    x = torch.rand(32, 16, generator=torch.Generator().manual_seed(0))
-    y = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(1))
-    mlp_only = {k: v for k, v in models.items() if k[0] == "mlp"}
-    t = L.rescaling_table(mlp_only, x, y, eps=0.05, layers=[0, 1, 5], psi_steps=3,
-                          n_samples=3, progress=False)
-    assert sorted(t.layer.unique()) == [0, 1]  # layer 5 does not exist: skipped
-    assert t.psi_rel_change.max() < 1e-3
-    assert t.max_logit_diff.max() < 1e-4
-    with pytest.warns(UserWarning, match="skipped"):
-        tb = L.rescaling_table({("cnn_bn", "init", 0): models[("cnn_bn", "init", 0)]},
-                               torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long),
-                               eps=0.05, layers=[0], psi_steps=2, n_samples=2, progress=False)
-    assert tb.empty
-    from studylib.studies.loss_visualization import claim_metric_invariant_to_reparameterization
-
-    claim = claim_metric_invariant_to_reparameterization(t, layer=0)
-    psi_row = claim.details["conditions"][0]
-    assert psi_row["condition"].startswith("psi") and psi_row["estimate"] < 1e-3
+def test_batched_logits_and_correctly_classified():
+    m = linear_model()
+    g, c = linear_parts(m)
+    x = torch.rand(9, 6)
+    assert torch.allclose(L.batched_logits(m, x, batch_size=4), m(x).detach())
+    y = torch.where(x @ g + c > 0, 0, 1)  # the labels the model predicts
+    assert bool(L.correctly_classified([m], x, y).all())
+    wrong = y.clone()
+    wrong[:3] = 1 - wrong[:3]
+    assert L.correctly_classified([m, m], x, wrong).tolist() == [False] * 3 + [True] * 6
+    assert L.adversarial_accuracy(m, x, y, attack="pgd", eps=0.0 + 1e-9, steps=1) == 1.0
+    with pytest.raises(ValueError, match="attack"):
+        L.adversarial_accuracy(m, x, y, attack="cw", eps=0.1)
