@@ -294,32 +294,16 @@ def test_log_joint_equals_pyro_model_density():
     torch.testing.assert_close(bayes.log_joint(bnet, params, x, y), ref, atol=1e-4, rtol=1e-5)
 
 
-def test_seed_differences_hand_computed():
-    rows = []
-    for seed, (a, b) in enumerate([(0.9, 0.5), (0.8, 0.6), (0.7, 0.4)]):
-        rows += [{"seed": seed, "eps": 0.1, "model": "a", "accuracy": a},
-                 {"seed": seed, "eps": 0.1, "model": "b", "accuracy": b},
-                 {"seed": seed, "eps": 0.2, "model": "a", "accuracy": a}]
-    out = bayes.seed_differences(rows, "a", "b", ("eps",))
-    assert [o["eps"] for o in out] == [0.1, 0.2]
-    d = out[0]
-    assert d["values"] == pytest.approx([0.4, 0.2, 0.3])
-    assert d["mean"] == pytest.approx(0.3) and d["n_seeds"] == 3
-    half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(n)
-    assert d["ci95"] == pytest.approx([0.3 - half, 0.3 + half])
-    assert out[1]["n_seeds"] == 0  # model b missing at eps 0.2
-
-
-def test_transfer_sweep_eps_zero_is_clean_and_source_self_attack_matches_pgd():
+def test_craft_transfer_is_pgd_on_the_source_and_accuracy_matches_argmax():
     model = _tiny_model().eval()
     x = torch.rand(16, 1, 4, 4)
     y = torch.arange(16) % 3
-    targets = {"det": bayes.DeterministicClassifier(model)}
-    rows, adv = bayes.transfer_sweep(model, targets, x, y, [0.0, 0.2], attacks=("pgd",),
-                                     pgd_steps=5, n_samples=3, seed=2, progress=False)
+    det = bayes.DeterministicClassifier(model)
     clean = float((model(x).argmax(1) == y).float().mean())
-    assert rows[0]["eps"] == 0.0 and rows[0]["accuracy"] == pytest.approx(clean)
-    xa = attacks.pgd(model, x, y, 0.2, steps=5, seed=2)
-    torch.testing.assert_close(adv[("pgd", 0.2)], xa)
-    assert rows[1]["accuracy"] == pytest.approx(float((model(xa).argmax(1) == y).float().mean()))
-    assert rows[1]["accuracy"] <= clean
+    assert bayes.predictive_accuracy(det, x, y, 3, seed=2) == pytest.approx(clean)
+    xa = bayes.craft_transfer(model, x, y, "pgd", 0.2, pgd_steps=5, seed=2)
+    torch.testing.assert_close(xa, attacks.pgd(model, x, y, 0.2, steps=5, seed=2))
+    acc = bayes.predictive_accuracy(det, xa, y, 3, seed=2)
+    assert acc == pytest.approx(float((model(xa).argmax(1) == y).float().mean())) and acc <= clean
+    with pytest.raises(ValueError, match="fgsm"):
+        bayes.craft_transfer(model, x, y, "cw", 0.2)

@@ -10,12 +10,21 @@ can trust").
 
 from __future__ import annotations
 
-from . import bnn_verification, loss_visualization, taylor_pruning
+from . import (
+    bayesian_robustness,
+    bnn_verification,
+    loss_visualization,
+    saliency_baselines,
+    taylor_pruning,
+)
 
 CLAIMS = {
     "01_loss_visualization": loss_visualization.CLAIMS,
+    "03_bayesian_robustness": bayesian_robustness.CLAIMS,
+    "04_saliency_baselines": saliency_baselines.CLAIMS,
     "05_bnn_verification": bnn_verification.CLAIMS,
     "06_taylor_pruning": taylor_pruning.CLAIMS,
 }
 
-__all__ = ["CLAIMS", "bnn_verification", "loss_visualization", "taylor_pruning"]
+__all__ = ["CLAIMS", "bayesian_robustness", "bnn_verification", "loss_visualization",
+           "saliency_baselines", "taylor_pruning"]

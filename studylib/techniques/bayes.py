@@ -33,6 +33,10 @@ Uncertainty and detection: :func:`predictive_entropy`, :func:`expected_entropy`,
 :func:`detection_auc` (ROC AUC of a score separating clean from attacked inputs, with a
 stratified bootstrap CI).
 
+Evaluation: :func:`predictive_accuracy`, :func:`uncertainty_scores`, :func:`craft_transfer`
+(FGSM / PGD crafted on a deterministic source) and :func:`whitebox_attack` (PGD, or EOT-PGD
+through a posterior's own samples).
+
 Why the vectorised forward is written here: Pyro's ``Predictive(parallel=True)`` needs the
 model to broadcast over a sample dimension, which ``nn.Conv2d``/``nn.Linear`` do not do; a
 ``vmap`` over a plain deterministic twin of the network (whose parameter names equal the
@@ -76,6 +80,7 @@ __all__ = [
     "MCDropoutPosterior", "DeterministicClassifier",
     "fit_vi", "fit_nuts", "log_joint", "mc_dropout_samples",
     "predictive_entropy", "expected_entropy", "mutual_information", "roc_auc", "detection_auc",
+    "predictive_accuracy", "uncertainty_scores", "craft_transfer", "whitebox_attack",
 ]
 
 
@@ -824,10 +829,10 @@ def detection_auc(scores_clean: np.ndarray | Sequence[float],
     return {"auc": auc, "ci95": [lo, hi], "n_clean": int(neg.size), "n_attacked": int(pos.size)}
 
 
-# ============================================================================ study helpers
-# (study 03: every model behind the StochasticClassifier interface, evaluated on the same
-# inputs with the same posterior samples across conditions: common random numbers make the
-# differences between conditions less noisy)
+# ============================================================================ evaluation
+# Accuracy, uncertainty and attacks of any model behind the StochasticClassifier interface.
+# Study 03's protocol (its five models, sweeps, claims and figures) is
+# studylib.studies.bayesian_robustness.
 
 
 def predictive_accuracy(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor,
@@ -871,68 +876,6 @@ def craft_transfer(source: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     return torch.cat(out)
 
 
-def transfer_sweep(source: nn.Module, targets: Mapping[str, StochasticClassifier],
-                   x: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], *,
-                   attacks: Sequence[str] = ("fgsm", "pgd"), pgd_steps: int = 10,
-                   n_samples: int = 30, seed: int = 0, batch_size: int = 256,
-                   progress: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, float], torch.Tensor]]:
-    """Accuracy of every target on attacks crafted on ``source``, for each attack and eps.
-
-    Returns ``(rows, adversarial)``: rows ``{"attack", "eps", "model", "accuracy"}`` and the
-    crafted inputs ``{(attack, eps): x_adv}``. ``eps = 0`` is the clean input. Every target
-    uses the posterior samples of ``seed`` for every condition.
-    """
-    rows: list[dict[str, Any]] = []
-    adversarial: dict[tuple[str, float], torch.Tensor] = {}
-    grid = [(a, float(e)) for a in attacks for e in eps_grid]
-    it = progress_bar(grid, desc="transfer attacks") if progress else grid
-    for attack, eps in it:
-        xa = x if eps == 0 else craft_transfer(source, x, y, attack, eps, pgd_steps=pgd_steps,
-                                               seed=seed, batch_size=batch_size)
-        adversarial[(attack, eps)] = xa
-        for name, clf in targets.items():
-            rows.append({"attack": attack, "eps": eps, "model": name,
-                         "accuracy": predictive_accuracy(clf, xa, y, n_samples, seed=seed,
-                                                         batch_size=batch_size)})
-    return rows, adversarial
-
-
-def perturbation_sweep(targets: Mapping[str, StochasticClassifier], x: torch.Tensor,
-                       y: torch.Tensor, perturbations: Mapping[str, Sequence[float]] | None = None,
-                       *, n_samples: int = 30, seed: int = 0, batch_size: int = 256,
-                       progress: bool = True) -> list[dict[str, Any]]:
-    """Accuracy of every target under signal-interference perturbations.
-
-    Args:
-        perturbations: ``{name: severities}`` with names of
-            ``studylib.techniques.perturbations.SIGNAL_PERTURBATIONS`` (default: all four with their
-            suggested grids).
-
-    Returns rows ``{"perturbation", "severity", "model", "accuracy"}``; random perturbations
-    (noise) are seeded with ``seed``.
-    """
-    from .perturbations import SIGNAL_PERTURBATIONS, apply_signal_perturbation
-
-    if perturbations is None:
-        perturbations = {k: v[1] for k, v in SIGNAL_PERTURBATIONS.items()}
-    grid = [(p, float(s)) for p, sev in perturbations.items() for s in sev]
-    rows: list[dict[str, Any]] = []
-    it = progress_bar(grid, desc="perturbations") if progress else grid
-    clean_cache: dict[str, float] = {}
-    for pert, sev in it:
-        xp = x if sev == 0 else apply_signal_perturbation(pert, x, sev, seed=seed)
-        for name, clf in targets.items():
-            if sev == 0 and name in clean_cache:
-                acc = clean_cache[name]
-            else:
-                acc = predictive_accuracy(clf, xp, y, n_samples, seed=seed,
-                                          batch_size=batch_size)
-                if sev == 0:
-                    clean_cache[name] = acc
-            rows.append({"perturbation": pert, "severity": sev, "model": name, "accuracy": acc})
-    return rows
-
-
 def whitebox_attack(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor, eps: float, *,
                     steps: int = 10, eot_samples: int = 10, seed: int = 0,
                     batch_size: int = 256) -> torch.Tensor:
@@ -957,291 +900,3 @@ def whitebox_attack(clf: StochasticClassifier, x: torch.Tensor, y: torch.Tensor,
                                  n_samples=eot_samples, seed=seed + i)
         out.append(xa.detach().cpu())
     return torch.cat(out)
-
-
-def whitebox_sweep(targets: Mapping[str, StochasticClassifier], x: torch.Tensor,
-                   y: torch.Tensor, eps: float, *, steps: int = 10, eot_samples: int = 10,
-                   n_samples: int = 30, seed: int = 0, batch_size: int = 256,
-                   progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """:func:`whitebox_attack` on every target; accuracy with posterior samples independent
-    of the attack's (seed ``seed + 1``). Returns rows ``{"model", "eps", "accuracy",
-    "attack"}`` (attack ``"pgd"`` or ``"eot_pgd"``) and ``{model: x_adv}``."""
-    rows: list[dict[str, Any]] = []
-    advs: dict[str, torch.Tensor] = {}
-    it = progress_bar(list(targets.items()), desc="white-box") if progress else targets.items()
-    for name, clf in it:
-        xa = whitebox_attack(clf, x, y, eps, steps=steps, eot_samples=eot_samples, seed=seed,
-                             batch_size=batch_size)
-        advs[name] = xa
-        rows.append({"model": name, "eps": float(eps),
-                     "attack": "pgd" if isinstance(clf, DeterministicClassifier) else "eot_pgd",
-                     "accuracy": predictive_accuracy(clf, xa, y, n_samples, seed=seed + 1,
-                                                     batch_size=batch_size)})
-    return rows, advs
-
-
-def detection_auc_over_seeds(clean: Sequence[np.ndarray], attacked: Sequence[np.ndarray], *,
-                             n_boot: int = 1000, ci: float = 0.95, seed: int = 0
-                             ) -> dict[str, Any]:
-    """Mean over seeds of the ROC AUC of a score (attacked = positive), with a CI.
-
-    ``ci95`` is a stratified percentile bootstrap of the mean AUC: each replicate resamples
-    clean and attacked examples within every seed and averages the seeds' AUCs (so it reflects
-    the finite test set, for these trained models); ``per_seed`` lists each seed's AUC.
-    """
-    if len(clean) != len(attacked) or not clean:
-        raise ValueError("clean and attacked must be equally long, non-empty lists (one per seed)")
-    negs = [np.asarray(c, dtype=float).ravel() for c in clean]
-    poss = [np.asarray(a, dtype=float).ravel() for a in attacked]
-    per_seed = [roc_auc(n, p) for n, p in zip(negs, poss, strict=True)]
-    rng = np.random.default_rng(seed)
-    boots = np.empty(int(n_boot))
-    for b in range(int(n_boot)):
-        boots[b] = np.mean([roc_auc(n[rng.integers(0, n.size, n.size)],
-                                    p[rng.integers(0, p.size, p.size)])
-                            for n, p in zip(negs, poss, strict=True)])
-    a = (1 - ci) / 2
-    return {"auc": float(np.mean(per_seed)),
-            "ci95": [float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))],
-            "per_seed": per_seed, "n_seeds": len(per_seed)}
-
-
-MODEL_NAMES = ("cnn_ref", "cnn_control", "bayes_head", "bayes_full", "mc_dropout")
-
-
-def train_robustness_models(data: Any, seed: int, *, cnn_kwargs: Mapping[str, Any],
-                            train_config: Any, dropout: float = 0.5, prior_scale: float = 1.0,
-                            kl_weight: float = 1.0, vi_epochs: int = 20, vi_lr: float = 1e-2,
-                            vi_init_scale: float = 1e-2, head_init: str = "cnn_ref",
-                            device: str | torch.device = "cpu",
-                            progress: bool = True) -> dict[str, StochasticClassifier]:
-    """The five models of study 03 for one seed, all with the same ``SmallCNN`` architecture.
-
-    - ``cnn_ref``: ``SmallCNN(**cnn_kwargs)`` initialised and trained with ``seed`` (the
-      attack source);
-    - ``cnn_control``: the same with seed ``seed + 10000`` (plain transfer control);
-    - ``bayes_full``: every layer Bayesian; guide means start at a ``seed + 20000`` init;
-    - ``mc_dropout``: ``SmallCNN(dropout=dropout)`` with seed ``seed + 30000``, dropout kept on;
-    - ``bayes_head``: ``cnn_ref``'s features, frozen, + a Bayesian classifier whose guide
-      means start at ``cnn_ref``'s trained classifier (``head_init="cnn_ref"``, default: a
-      Bayesian last layer started at the trained head) or at a fresh init with seed
-      ``seed + 40000`` (``head_init="fresh"``; on digits 28x28 this optimised poorly: clean
-      accuracy 0.63-0.88 after 40 epochs, against 0.97 from the trained head).
-    Every model except ``bayes_head`` (which shares ``cnn_ref``'s extractor by design) thus
-    starts from its own initialisation: a model started from ``cnn_ref``'s initial weights
-    tends to end near ``cnn_ref`` and to inherit its adversarial examples, which would
-    confound "Bayesian" with "different from the attack source" in the other direction.
-
-    Deterministic networks go through ``studylib.training.fit`` and VI through
-    :func:`fit_vi`, both cached. Args: ``cnn_kwargs`` for ``build_model("small_cnn", ...)``
-    (without ``dropout``), ``train_config`` a ``TrainConfig`` (its batch size is also VI's),
-    the VI settings as in :func:`fit_vi`.
-
-    Returns ``{name: StochasticClassifier}`` in :data:`MODEL_NAMES` order; each VI posterior
-    keeps its ``history``.
-    """
-    from ..models import build_model
-    from ..training import fit
-
-    if not 0 < dropout < 1:
-        raise ValueError(f"dropout must be in (0, 1), got {dropout}")
-    if head_init not in ("cnn_ref", "fresh"):
-        raise ValueError(f"head_init must be 'cnn_ref' or 'fresh', got {head_init!r}")
-    kw = {k: v for k, v in cnn_kwargs.items() if k != "dropout"}
-
-    def cnn(init_seed: int, p: float, desc: str) -> nn.Module:
-        net = build_model("small_cnn", **kw, dropout=p, seed=init_seed)
-        return fit(net, data, train_config, seed=init_seed, device=device, progress=progress,
-                   desc=desc)
-
-    ref = cnn(seed, 0.0, f"cnn_ref s{seed}")
-    control = cnn(seed + 10_000, 0.0, f"cnn_control s{seed}")
-    drop = cnn(seed + 30_000, float(dropout), f"mc_dropout s{seed}")
-    vi = {"epochs": vi_epochs, "batch_size": train_config.batch_size, "lr": vi_lr,
-          "init_scale": vi_init_scale, "kl_weight": kl_weight, "seed": seed, "device": device,
-          "progress": progress}
-    reinit = None if head_init == "cnn_ref" else seed + 40_000
-    head = fit_vi(bayesian_head(ref, prior_scale=prior_scale, reinit_seed=reinit), data,
-                  desc=f"bayes_head s{seed}", **vi)
-    full = fit_vi(bayesian_cnn(**kw, prior_scale=prior_scale, seed=seed + 20_000), data,
-                  desc=f"bayes_full s{seed}", **vi)
-    return {"cnn_ref": DeterministicClassifier(ref), "cnn_control": DeterministicClassifier(control),
-            "bayes_head": head, "bayes_full": full, "mc_dropout": MCDropoutPosterior(drop)}
-
-
-def seed_differences(rows: Sequence[Mapping[str, Any]], model_a: str, model_b: str,
-                     keys: Sequence[str], *, value: str = "accuracy",
-                     seed_key: str = "seed") -> list[dict[str, Any]]:
-    """Per condition, the mean over seeds of ``value[model_a] - value[model_b]`` with a
-    Student-t 95% CI (``studylib.core.results.mean_ci``).
-
-    Args:
-        rows: records holding ``seed_key``, ``"model"``, ``value`` and the condition ``keys``.
-        keys: the fields that define a condition (e.g. ``("attack", "eps")``).
-
-    Returns one dict per condition (sorted): the condition's keys, ``mean``, ``ci95``,
-    ``n_seeds`` and the per-seed ``values``. Seeds lacking either model are skipped.
-    """
-    from ..core.results import mean_ci
-
-    table: dict[tuple, dict[Any, dict[str, float]]] = {}
-    for r in rows:
-        cond = tuple(r[k] for k in keys)
-        table.setdefault(cond, {}).setdefault(r[seed_key], {})[r["model"]] = float(r[value])
-    out = []
-    for cond in sorted(table):
-        diffs = [m[model_a] - m[model_b] for _, m in sorted(table[cond].items())
-                 if model_a in m and model_b in m]
-        mc = mean_ci(diffs)
-        out.append({**dict(zip(keys, cond, strict=True)), "mean": mc["mean"],
-                    "ci95": mc["ci95"], "n_seeds": mc["n"], "values": diffs})
-    return out
-
-
-# ============================================================================ tables and figures
-
-
-def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
-              value: str = "accuracy") -> Any:
-    """A pandas DataFrame: per ``keys`` group, ``mean``, ``lo``, ``hi`` (Student-t 95% CI over
-    the rows, i.e. over seeds) and ``n``."""
-    import pandas as pd
-
-    from ..core.results import mean_ci
-
-    df = pd.DataFrame(list(rows))
-    out = []
-    for cond, g in df.groupby(list(keys), sort=False):
-        cond = cond if isinstance(cond, tuple) else (cond,)
-        mc = mean_ci(g[value].to_numpy(dtype=float))
-        out.append({**dict(zip(keys, cond, strict=True)), "mean": mc["mean"],
-                    "lo": mc["ci95"][0], "hi": mc["ci95"][1], "n": mc["n"]})
-    return pd.DataFrame(out)
-
-
-def _model_colors(models: Sequence[str]) -> dict[str, Any]:
-    from ..core.plotting import palette
-
-    return dict(zip(models, palette(len(models)), strict=True))
-
-
-def plot_accuracy_curves(rows: Sequence[Mapping[str, Any]], x: str, panel: str, *,
-                         models: Sequence[str] = MODEL_NAMES, xlabel: str | None = None,
-                         labels: Mapping[str, str] | None = None, ncols: int | None = None):
-    """One panel per value of ``panel``; accuracy (mean over seeds, 95% CI band) vs ``x``,
-    one line per model. Returns the figure."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    s = summarize(rows, (panel, x, "model"))
-    panels = list(dict.fromkeys(s[panel]))
-    ncols = ncols or len(panels)
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False,
-                             sharey=True)
-    colors = _model_colors(models)
-    for ax, p in zip(axes.flat, panels, strict=False):
-        sp = s[s[panel] == p]
-        for m in models:
-            d = sp[sp["model"] == m].sort_values(x)
-            if d.empty:
-                continue
-            ax.plot(d[x], d["mean"], marker="o", ms=3, color=colors[m],
-                    label=(labels or {}).get(m, m))
-            lo, hi = d["lo"].to_numpy(float), d["hi"].to_numpy(float)
-            if np.isfinite(lo).all():
-                ax.fill_between(d[x], lo, hi, color=colors[m], alpha=0.15, lw=0)
-        ax.set_title(str(p))
-        ax.set_xlabel(xlabel or x)
-        ax.set_ylim(-0.02, 1.02)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy")
-    axes.flat[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_bars(rows: Sequence[Mapping[str, Any]], group: str, *, models: Sequence[str] = MODEL_NAMES,
-              value: str = "accuracy", ylabel: str = "accuracy", title: str = ""):
-    """Grouped bars (mean over seeds, 95% CI whiskers): x = ``group`` values, one bar per
-    model. Returns the figure."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    s = summarize(rows, (group, "model"), value=value)
-    groups = list(dict.fromkeys(s[group]))
-    present = [m for m in models if m in set(s["model"])]
-    colors = _model_colors(models)
-    width = 0.8 / max(1, len(present))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups) + 0.3 * len(present), 3.2))
-    for j, m in enumerate(present):
-        d = s[s["model"] == m].set_index(group).reindex(groups)
-        xs = np.arange(len(groups)) + (j - (len(present) - 1) / 2) * width
-        mean = d["mean"].to_numpy(float)
-        err = np.vstack([mean - d["lo"].to_numpy(float), d["hi"].to_numpy(float) - mean])
-        err = np.where(np.isfinite(err), err, 0.0)
-        ax.bar(xs, mean, width, color=colors[m], label=m, yerr=err, capsize=2)
-        for xi, mi in zip(xs, mean, strict=True):
-            if np.isfinite(mi):
-                ax.text(xi, mi + 0.02, f"{mi:.2f}", ha="center", va="bottom", fontsize=6)
-    ax.set_xticks(np.arange(len(groups)))
-    ax.set_xticklabels([str(g) for g in groups])
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="upper right", bbox_to_anchor=(1.0, -0.12))
-    fig.tight_layout()
-    return fig
-
-
-def plot_score_histograms(scores: Mapping[str, Mapping[str, Sequence[np.ndarray]]], *,
-                          score: str = "mutual_information", title_suffix: str = ""):
-    """Per model, histograms of ``score`` on clean vs attacked inputs (pooled over seeds).
-
-    Args:
-        scores: ``{model: {"clean": [per-seed arrays], "attacked": [per-seed arrays]}}``.
-    """
-    import matplotlib.pyplot as plt
-
-    names = list(scores)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 2.8), squeeze=False)
-    for ax, m in zip(axes[0], names, strict=True):
-        clean = np.concatenate(scores[m]["clean"])
-        att = np.concatenate(scores[m]["attacked"])
-        hi = float(max(clean.max(initial=0), att.max(initial=0))) or 1e-6
-        bins = np.linspace(0, hi, 30)
-        ax.hist(clean, bins=bins, alpha=0.6, label="clean", density=True)
-        ax.hist(att, bins=bins, alpha=0.6, label="attacked", density=True)
-        auc = np.mean([roc_auc(c, a) for c, a in zip(scores[m]["clean"], scores[m]["attacked"],
-                                                    strict=True)])
-        ax.set_title(f"{m}: AUC {auc:.3f}{title_suffix}", fontsize=9)
-        ax.set_xlabel(score.replace("_", " ") + " (nats)")
-    axes[0, 0].set_ylabel("density")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_elbo(models_by_seed: Mapping[int, Mapping[str, StochasticClassifier]]):
-    """Per-epoch SVI loss per example of every VI posterior (one panel per model, one line per
-    seed): the negative ELBO with the likelihood divided by ``kl_weight``, i.e.
-    ``(NLL / kl_weight + KL) / n``; shows how far SVI got in its budget. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    names = [m for m in MODEL_NAMES
-             if any(isinstance(ms.get(m), VIPosterior) for ms in models_by_seed.values())]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.6 * max(1, len(names)), 2.8),
-                             squeeze=False)
-    for ax, m in zip(axes[0], names, strict=False):
-        for s, ms in models_by_seed.items():
-            h = getattr(ms[m], "history", [])
-            if h:
-                ax.plot(range(1, len(h) + 1), h, label=f"seed {s}")
-        ax.set_title(m)
-        ax.set_xlabel("SVI epoch")
-    axes[0, 0].set_ylabel("SVI loss per example")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
