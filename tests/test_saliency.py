@@ -1,4 +1,5 @@
-"""Known-answer tests of studylib.techniques.saliency (study 04_saliency_baselines)."""
+"""Known-answer tests of studylib.techniques.saliency (study 04_saliency_baselines; the
+study's own pipeline is tested in tests/test_claims_04.py)."""
 
 from __future__ import annotations
 
@@ -354,29 +355,3 @@ def test_scale_size():
     assert sal.scale_size(2, 16) == 1
     assert sal.scale_size(1, 16) == 1
     assert sal.scale_size(16, 224) == 112
-
-
-# ------------------------------------------------------------------------------ study driver
-
-
-def test_run_seed_end_to_end_on_a_tiny_cnn():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-                          nn.Flatten(), nn.Linear(64, 3))
-    x = torch.rand(3, 3, 16, 16)
-    y = torch.tensor([0, 1, 2])
-    mask = (torch.rand(3, 1, 16, 16) > 0.5).float()
-    cfg = sal.SaliencyStudyConfig(baselines=["black", "blur", "uniform_noise"], occlusion_grid=[[4, 4], [8, 8]], rise_n_values=[8, 32],
-                                  rise_baseline_n=16, rise_sp_grid=[[4, 0.5], [7, 0.5]], rise_sp_n=8,
-                                  rise_sp_images=2, ig_steps=2, metric_steps=2)
-    out = sal.run_seed(model, x, y, mask, [0.5, 0.5, 0.5], cfg, seed=0, keep_maps=2)
-    nb = 3
-    assert len(out["rho_occlusion_baselines"]) == nb * (nb - 1) // 2
-    assert len(out["rho_rise_baselines"]) == nb * (nb - 1) // 2
-    assert set(out["rho_rise_n"]) == {"8|32"}
-    assert all(v.shape == (3,) for v in out["rho_methods"].values())
-    assert all(v.shape == (2,) for v in out["rho_rise_sp"].values())
-    assert set(out["metrics"]) == {"morf_aopc", "lerf_aopc", "deletion_auc", "insertion_auc"}
-    assert set(out["metrics"]["morf_aopc"]["blur"]) == set(sal.METHODS)
-    assert out["example_maps"]["occlusion"]["black"].shape == (2, 16, 16)
-    assert np.all(np.abs(out["rho_methods"]["occlusion|rise"]) <= 1 + 1e-9)

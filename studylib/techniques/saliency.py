@@ -19,9 +19,12 @@ Contents
   insertion), :func:`aopc`, :func:`curve_auc`.
 - Agreement between maps: :func:`spearman_per_image`, :func:`topk_intersection`,
   :func:`ssim_per_image`, :func:`pointing_game`, :func:`mass_inside`,
-  :func:`pairwise_agreement`, :func:`ranking_kendall_tau`.
-- Study driver: :class:`SaliencyStudyConfig` and :func:`run_seed`, which compute every map,
-  metric and agreement number of one trained model (one seed) so the notebook stays thin.
+  :func:`pairwise_agreement`, :func:`pooled_median`, :func:`ranking_kendall_tau`,
+  :func:`rank_position`.
+
+The study that uses them (every map, metric and agreement number of one trained model, the
+claims and the figures) is :mod:`studylib.studies.saliency_baselines`. The blur baseline is
+:func:`studylib.techniques.perturbations.gaussian_blur`, the kit's one Gaussian blur.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import copy
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..stats.ranking import kendall_tau, spearman_rows
+from .perturbations import gaussian_blur
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,9 +55,6 @@ BASELINES: tuple[str, ...] = (
     "gaussian_noise",
 )
 """Names accepted by :func:`make_baseline`, in the order figures and tables use."""
-
-METHODS: tuple[str, ...] = ("occlusion", "rise", "integrated_gradients", "gradient", "random")
-"""Saliency methods compared by :func:`run_seed` (``random`` is the control)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,23 +146,6 @@ def scale_size(size: int, image_size: int, reference: int = 32) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding; kernel radius ceil(3 sigma), clipped so the
-    padding stays smaller than the image."""
-    if sigma <= 0:
-        return x.clone()
-    h, w = x.shape[-2:]
-    radius = min(int(math.ceil(3 * sigma)), h - 1, w - 1)
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def make_baseline(x: torch.Tensor, kind: str, *, dataset_mean: torch.Tensor | Sequence[float] | None = None,
                   blur_sigma: float | None = None, noise_std: float = 0.2, seed: int = 0) -> torch.Tensor:
     """The baseline image(s) of ``kind`` for images ``x`` (N, C, H, W) in [0, 1].
@@ -173,7 +156,8 @@ def make_baseline(x: torch.Tensor, kind: str, *, dataset_mean: torch.Tensor | Se
             ``"black"`` (0), ``"white"`` (1), ``"dataset_mean"`` (per-channel mean of the
             training set, given as ``dataset_mean``), ``"image_mean"`` (each image's own
             per-channel mean colour), ``"blur"`` (Gaussian blur of the image, ``blur_sigma``
-            pixels; default ``H / 8``), ``"uniform_noise"`` (i.i.d. U(0, 1) pixels),
+            pixels, default ``H / 8``, by :func:`~studylib.techniques.perturbations.gaussian_blur`),
+            ``"uniform_noise"`` (i.i.d. U(0, 1) pixels),
             ``"gaussian_noise"`` (i.i.d. N(0.5, ``noise_std``^2) pixels clipped to [0, 1]).
         dataset_mean: (C,) channel means; required for ``"dataset_mean"``.
         blur_sigma: blur standard deviation in pixels (default ``H / 8``: 4 px at 32 px).
@@ -199,7 +183,7 @@ def make_baseline(x: torch.Tensor, kind: str, *, dataset_mean: torch.Tensor | Se
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
     if kind == "blur":
         sigma = h / 8 if blur_sigma is None else float(blur_sigma)
-        return _gaussian_blur(x, sigma).clamp(0, 1)
+        return gaussian_blur(x, sigma)
     g = _generator(seed)
     if kind == "uniform_noise":
         return torch.rand(x.shape, generator=g, dtype=x.dtype).to(x.device)
@@ -686,494 +670,3 @@ def rank_position(scores: Mapping[str, float], method: str, *, higher_is_better:
     """1-based place of ``method`` when methods are sorted best first."""
     ordered = sorted(scores, key=lambda m: -scores[m] if higher_is_better else scores[m])
     return ordered.index(method) + 1
-
-
-# --------------------------------------------------------------------------------------------
-# study driver (one seed)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SaliencyStudyConfig:
-    """Settings of :func:`run_seed`; sizes of patches and strides are given for 32-pixel images
-    and scaled to the actual size with :func:`scale_size`.
-
-    Attributes:
-        baselines: baseline kinds compared (default all of :data:`BASELINES`).
-        reference_baseline: baseline of the maps compared across methods and evaluated by the
-            metrics (default ``"black"``, RISE's and captum's default).
-        occlusion_reference: ``[patch, stride]`` of the occlusion maps compared across
-            baselines and methods.
-        occlusion_grid: ``[patch, stride]`` pairs of the hyperparameter sweep.
-        perturbations_per_eval: captum ``Occlusion`` batching (windows per forward call;
-            ``None``: about 512 images per call, see :func:`occlusion_maps`).
-        rise_grid_size, rise_keep_prob: RISE ``s`` and ``p`` of the reference maps.
-        rise_n_values: RISE mask counts compared (running estimates of one mask sequence); the
-            largest is the reference map's ``N``.
-        rise_baseline_n: ``N`` of the RISE maps compared across baselines (common masks).
-        rise_sp_grid: ``[s, p]`` pairs of the RISE ``s``/``p`` sweep (each with
-            ``rise_sp_n`` masks, on the first ``rise_sp_images`` images only).
-        rise_batch_size: masked images per forward call.
-        rise_centered: use the centered RISE estimator (see :meth:`RISE.maps_from_scores`) for
-            the maps that enter claims; the paper's uncentered estimator's agreement numbers are
-            recorded beside them (``*_uncentered``).
-        ig_steps: integrated-gradient steps.
-        region_size: MoRF/LeRF region side (pixels, at 32 px); metric_steps: points per curve
-            after the start; aopc_max_fraction: share of regions removed at the last MoRF/LeRF
-            step; deletion/insertion always run to 100 % of the pixels.
-        topk_fraction: k of the top-k intersection, as a fraction of the pixels.
-        blur_sigma_fraction: blur baseline sigma as a fraction of the image side;
-            noise_std: Gaussian-noise baseline standard deviation.
-        channels_last: run the model in channels-last memory format (about 2x faster on CPU;
-            results equal up to float rounding; see :func:`probability_forward`).
-    """
-
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
-    reference_baseline: str = "black"
-    occlusion_reference: list[int] = field(default_factory=lambda: [8, 4])
-    occlusion_grid: list[list[int]] = field(default_factory=lambda: [
-        [2, 1], [2, 2], [4, 2], [4, 4], [8, 4], [8, 8], [16, 8], [16, 16]])
-    perturbations_per_eval: int | None = None
-    rise_grid_size: int = 7
-    rise_keep_prob: float = 0.5
-    rise_n_values: list[int] = field(default_factory=lambda: [250, 1000, 4000])
-    rise_baseline_n: int = 1000
-    rise_sp_grid: list[list[float]] = field(default_factory=lambda: [
-        [s, p] for s in (4, 7, 10) for p in (0.3, 0.5, 0.7)])
-    rise_sp_n: int = 1000
-    rise_sp_images: int = 50
-    rise_batch_size: int = 512
-    rise_centered: bool = True
-    ig_steps: int = 16
-    region_size: int = 4
-    metric_steps: int = 8
-    aopc_max_fraction: float = 0.5
-    topk_fraction: float = 0.1
-    blur_sigma_fraction: float = 0.125
-    noise_std: float = 0.2
-    channels_last: bool = True
-
-    def __post_init__(self) -> None:
-        for b in [*self.baselines, self.reference_baseline]:
-            _check_choice("baseline", b, BASELINES)
-        if self.reference_baseline not in self.baselines:
-            raise ValueError(f"reference_baseline {self.reference_baseline!r} must be among baselines {self.baselines}")
-        if len(self.rise_n_values) < 1 or sorted(self.rise_n_values) != list(self.rise_n_values):
-            raise ValueError(f"rise_n_values must be increasing, got {self.rise_n_values}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _finite_stat(values: np.ndarray, stat: Callable[[np.ndarray], Any] = np.median) -> float:
-    """``stat`` (default the median) of the finite entries of ``values``; nan when none is."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    return float(stat(v)) if v.size else math.nan
-
-
-def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
-             dataset_mean: torch.Tensor | Sequence[float], config: SaliencyStudyConfig, *,
-             seed: int = 0, keep_maps: int = 4, progress: Callable | None = None) -> dict[str, Any]:
-    """Every map, metric and agreement number of the study for one trained model.
-
-    Args:
-        model: classifier returning logits; explained through :func:`probability_forward`.
-        x, y, mask: test images (N, C, H, W), the classes to explain (N,), object masks
-            (N, 1, H, W) or None (localisation numbers are then nan).
-        dataset_mean: (C,) channel means of the training images (``dataset_mean`` baseline).
-        config: :class:`SaliencyStudyConfig`.
-        seed: seeds the noise baselines, the RISE masks and the random maps.
-        keep_maps: how many images' maps to return for figures.
-        progress: optional ``progress(iterable, desc=...)`` wrapper for the stages.
-
-    Returns:
-        A dict of plain numbers / arrays (see the keys below): ``baseline_stats`` {kind: stats},
-        ``rho_occlusion_baselines`` / ``rho_rise_baselines`` {"a|b": (N,)} Spearman per image,
-        ``topk_*`` / ``ssim_*`` likewise, ``rho_occlusion_grid`` {"p1s1|p2s2": (N,)},
-        ``rho_rise_n`` {"n1|n2": (N,)}, ``rho_rise_sp`` {"s,p|s,p": (n_sp,)},
-        ``rho_methods`` / ``topk_methods`` / ``ssim_methods`` {"m1|m2": (N,)},
-        ``metrics`` {metric: {metric_baseline: {method: (N,)}}} for metric in
-        ``morf_aopc, lerf_aopc, deletion_auc, insertion_auc``, ``localisation``
-        {method: {"pointing": (N,), "mass_inside": (N,)}}, ``example_maps`` and
-        ``clean_prob`` (N,).
-    """
-    cfg = config
-    prog = progress if progress is not None else (lambda it, desc=None: it)
-    forward = probability_forward(model, channels_last=cfg.channels_last)
-    n, c, h, w = x.shape
-    target = y.long()
-    bl = make_baselines(x, cfg.baselines, dataset_mean=dataset_mean,
-                        blur_sigma=cfg.blur_sigma_fraction * h, noise_std=cfg.noise_std, seed=seed)
-    ref = cfg.reference_baseline
-    out: dict[str, Any] = {"n_images": n}
-    out["clean_prob"] = batched_scores(forward, x, target).cpu().numpy()
-    out["baseline_stats"] = {k: baseline_output_stats(forward, b) for k, b in bl.items()}
-
-    def key(a: Any, b: Any) -> str:
-        return f"{a}|{b}"
-
-    def agreement(maps: Mapping[str, torch.Tensor], prefix: str, with_extra: bool = True) -> None:
-        out[f"rho_{prefix}"] = {key(a, b): v for (a, b), v in pairwise_agreement(maps).items()}
-        if with_extra:
-            out[f"topk_{prefix}"] = {key(a, b): v for (a, b), v in
-                                     pairwise_agreement(maps, measure="topk", k=cfg.topk_fraction).items()}
-            out[f"ssim_{prefix}"] = {key(a, b): v for (a, b), v in
-                                     pairwise_agreement(maps, measure="ssim").items()}
-
-    # occlusion across baselines
-    p_ref, s_ref = (scale_size(v, h) for v in cfg.occlusion_reference)
-    occ_b = {k: occlusion_maps(forward, x, target, b, patch=p_ref, stride=s_ref,
-                               perturbations_per_eval=cfg.perturbations_per_eval)
-             for k, b in prog(bl.items(), desc="occlusion x baselines")}
-    agreement(occ_b, "occlusion_baselines")
-    # occlusion hyperparameter grid (reference baseline)
-    occ_g: dict[str, torch.Tensor] = {}
-    for patch, stride in prog(cfg.occlusion_grid, desc="occlusion grid"):
-        p_, s_ = scale_size(patch, h), scale_size(stride, h)
-        name = f"{patch}/{stride}"
-        if (p_, s_) == (p_ref, s_ref):
-            occ_g[name] = occ_b[ref]
-        else:
-            occ_g[name] = occlusion_maps(forward, x, target, bl[ref], patch=p_, stride=s_,
-                                         perturbations_per_eval=cfg.perturbations_per_eval)
-    out["rho_occlusion_grid"] = {key(a, b): v for (a, b), v in pairwise_agreement(occ_g).items()}
-
-    # RISE: N sweep (running estimates) with the reference baseline
-    n_max = max(cfg.rise_n_values)
-    rise = RISE(forward, n_masks=max(n_max, cfg.rise_baseline_n), grid_size=cfg.rise_grid_size,
-                keep_prob=cfg.rise_keep_prob, seed=seed, batch_size=cfg.rise_batch_size)
-    cen = bool(cfg.rise_centered)
-    scores_ref = rise.scores(x, target, bl[ref])
-    rise_n = {nv: rise.maps_from_scores(scores_ref, nv, centered=cen) for nv in cfg.rise_n_values}
-    rise_n_unc = {nv: rise.maps_from_scores(scores_ref, nv) for nv in cfg.rise_n_values}
-    steps = list(zip(cfg.rise_n_values[:-1], cfg.rise_n_values[1:], strict=True))
-    out["rho_rise_n"] = {key(a, b): spearman_per_image(rise_n[a], rise_n[b]) for a, b in steps}
-    out["rho_rise_n_uncentered"] = {key(a, b): spearman_per_image(rise_n_unc[a], rise_n_unc[b])
-                                    for a, b in steps}
-    # RISE across baselines (common masks: the first rise_baseline_n of the same sequence)
-    nb = cfg.rise_baseline_n
-    rise_b_obj = RISE(forward, n_masks=nb, grid_size=cfg.rise_grid_size, keep_prob=cfg.rise_keep_prob,
-                      seed=seed, batch_size=cfg.rise_batch_size)
-    rise_b_obj._masks, rise_b_obj._mask_hw = rise.masks(h, w)[:nb], (h, w)
-    rise_b: dict[str, torch.Tensor] = {}
-    rise_b_unc: dict[str, torch.Tensor] = {}
-    for k, b in prog(bl.items(), desc="RISE x baselines"):
-        sc = scores_ref[:, :nb] if k == ref else rise_b_obj.scores(x, target, b)
-        rise_b[k] = rise_b_obj.maps_from_scores(sc, centered=cen)
-        rise_b_unc[k] = rise_b_obj.maps_from_scores(sc)
-    agreement(rise_b, "rise_baselines")
-    out["rho_rise_baselines_uncentered"] = {key(a, b): v for (a, b), v in
-                                            pairwise_agreement(rise_b_unc).items()}
-    # RISE s/p sweep on a subset
-    n_sp = min(n, int(cfg.rise_sp_images))
-    rise_sp: dict[str, torch.Tensor] = {}
-    for s_, p_ in prog(cfg.rise_sp_grid, desc="RISE s/p grid"):
-        r = RISE(forward, n_masks=cfg.rise_sp_n, grid_size=int(s_), keep_prob=float(p_), seed=seed + 1,
-                 batch_size=cfg.rise_batch_size)
-        rise_sp[f"{int(s_)},{float(p_):g}"] = r.attribute(x[:n_sp], target[:n_sp], bl[ref][:n_sp],
-                                                          centered=cen)
-    out["rho_rise_sp"] = {key(a, b): v for (a, b), v in pairwise_agreement(rise_sp).items()}
-
-    # gradient references
-    ig_b = {k: integrated_gradients_maps(forward, x, target, b, n_steps=cfg.ig_steps)
-            for k, b in prog(bl.items(), desc="IG x baselines")}
-    out["rho_ig_baselines"] = {key(a, b): v for (a, b), v in pairwise_agreement(ig_b).items()}
-    grad = gradient_maps(forward, x, target)
-    rnd = random_maps((n, h, w), seed=seed + 12345).to(x.device)
-    methods = {"occlusion": occ_b[ref], "rise": rise_n[n_max], "integrated_gradients": ig_b[ref],
-               "gradient": grad, "random": rnd}
-    agreement({m: methods[m] for m in ("occlusion", "rise", "integrated_gradients")}, "methods")
-    out["rho_methods_all"] = {key(a, b): v for (a, b), v in pairwise_agreement(methods).items()}
-
-    # localisation
-    if mask is None:  # no object masks (e.g. CIFAR-10): localisation is undefined
-        out["localisation"] = {m: {"pointing": np.full(n, np.nan), "mass_inside": np.full(n, np.nan)}
-                               for m in methods}
-    else:
-        out["localisation"] = {m: {"pointing": pointing_game(v, mask), "mass_inside": mass_inside(v, mask)}
-                               for m, v in methods.items()}
-
-    # metrics with every baseline
-    reg = scale_size(cfg.region_size, h)
-    metrics: dict[str, dict[str, dict[str, np.ndarray]]] = {
-        "morf_aopc": {}, "lerf_aopc": {}, "deletion_auc": {}, "insertion_auc": {}}
-    score_x = batched_scores(forward, x, target)
-    for k, b in prog(bl.items(), desc="metrics x baselines"):
-        for name in metrics:
-            metrics[name][k] = {}
-        score_b = batched_scores(forward, b, target)
-        for m, sal in methods.items():
-            common = dict(n_steps=cfg.metric_steps, batch_size=cfg.rise_batch_size, score_x=score_x,
-                          score_baseline=score_b)
-            morf = perturbation_curve(forward, x, target, sal, b, region_size=reg, order="most",
-                                      max_fraction=cfg.aopc_max_fraction, **common)
-            lerf = perturbation_curve(forward, x, target, sal, b, region_size=reg, order="least",
-                                      max_fraction=cfg.aopc_max_fraction, **common)
-            dele = perturbation_curve(forward, x, target, sal, b, region_size=1, order="most", **common)
-            ins = perturbation_curve(forward, x, target, sal, b, region_size=1, order="most",
-                                     mode="insert", **common)
-            metrics["morf_aopc"][k][m] = aopc(morf)
-            metrics["lerf_aopc"][k][m] = aopc(lerf)
-            metrics["deletion_auc"][k][m] = curve_auc(dele)
-            metrics["insertion_auc"][k][m] = curve_auc(ins)
-    out["metrics"] = metrics
-
-    keep = min(keep_maps, n)
-    out["example_maps"] = {
-        "x": x[:keep].cpu().numpy(), "mask": None if mask is None else mask[:keep].cpu().numpy(),
-        "occlusion": {k: v[:keep].cpu().numpy() for k, v in occ_b.items()},
-        "rise": {k: v[:keep].cpu().numpy() for k, v in rise_b.items()},
-        "integrated_gradients": {k: v[:keep].cpu().numpy() for k, v in ig_b.items()},
-        "occlusion_grid": {k: v[:keep].cpu().numpy() for k, v in occ_g.items()},
-        "rise_n": {k: v[:keep].cpu().numpy() for k, v in rise_n.items()},
-        "methods": {k: v[:keep].cpu().numpy() for k, v in methods.items()},
-    }
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# aggregation over seeds (what the notebook's claims and figures read)
-# --------------------------------------------------------------------------------------------
-
-NEUTRAL_BASELINES: tuple[str, ...] = ("black", "dataset_mean", "blur")
-"""The "arguably neutral" baselines of claim ``baselines_not_neutral``."""
-
-HIGHER_IS_BETTER: dict[str, bool] = {"morf_aopc": True, "lerf_aopc": False, "deletion_auc": False,
-                                     "insertion_auc": True}
-"""Direction of each saliency metric (a better map has a larger MoRF AOPC, ...)."""
-
-
-def _split_key(k: str) -> tuple[str, str]:
-    a, b = k.split("|")
-    return a, b
-
-
-def _patch_of(name: str) -> str:
-    return name.split("/")[0]
-
-
-def method_means(out: Mapping[str, Any], metric: str, *, images: slice | np.ndarray | None = None
-                 ) -> dict[str, dict[str, float]]:
-    """``{metric_baseline: {method: mean score over images}}`` of one seed's :func:`run_seed`
-    output (``images`` selects a subset, e.g. ``slice(0, None, 2)``)."""
-    sel = slice(None) if images is None else images
-    return {b: {m: float(np.nanmean(np.asarray(v)[sel])) for m, v in d.items()}
-            for b, d in out["metrics"][metric].items()}
-
-
-def ranking_taus(means: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Kendall tau between the method rankings of every pair of metric baselines:
-    ``{"b1|b2": tau}`` from :func:`method_means`."""
-    return {f"{a}|{b}": ranking_kendall_tau(means[a], means[b])
-            for a, b in itertools.combinations(list(means), 2)}
-
-
-def seed_summary(out: Mapping[str, Any]) -> dict[str, Any]:
-    """The per-seed numbers every claim of the study is built from (medians over images and
-    pairs; see the notebook for their meaning)."""
-    s: dict[str, Any] = {}
-    stats_ = out["baseline_stats"]
-    neutral = [k for k in NEUTRAL_BASELINES if k in stats_]
-    s["neutral_max_prob_over_uniform"] = max(stats_[k]["max_prob_over_uniform"] for k in neutral)
-    s["neutral_most_confident"] = max(neutral, key=lambda k: stats_[k]["max_prob_over_uniform"])
-    s["clean_prob_mean"] = float(np.mean(out["clean_prob"]))
-    for name in ("occlusion_baselines", "rise_baselines", "methods"):
-        s[f"rho_{name}"] = pooled_median(out[f"rho_{name}"])
-        s[f"topk_{name}"] = pooled_median(out[f"topk_{name}"])
-        s[f"ssim_{name}"] = pooled_median(out[f"ssim_{name}"])
-    s["rho_ig_baselines"] = pooled_median(out["rho_ig_baselines"])
-    s["rho_rise_baselines_uncentered"] = pooled_median(out["rho_rise_baselines_uncentered"])
-    s["rho_rise_n_pairs_uncentered"] = {k: _finite_stat(v) for k, v in out["rho_rise_n_uncentered"].items()}
-    grid = out["rho_occlusion_grid"]
-    same_fraction = {k: v for k, v in grid.items()
-                     if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])
-                     and all(n.split("/")[0] == n.split("/")[1] for n in _split_key(k))}
-    s["rho_occlusion_patch_sizes"] = pooled_median(same_fraction) if same_fraction else pooled_median(
-        {k: v for k, v in grid.items() if _patch_of(_split_key(k)[0]) != _patch_of(_split_key(k)[1])})
-    s["rho_occlusion_grid_all"] = pooled_median(grid)
-    rn = list(out["rho_rise_n"].items())
-    s["rho_rise_n_pairs"] = {k: _finite_stat(v) for k, v in rn}
-    s["rho_rise_n_low"] = _finite_stat(rn[0][1])
-    s["rho_rise_n_high"] = _finite_stat(rn[-1][1])
-    s["rise_convergence_gain"] = s["rho_rise_n_high"] - s["rho_rise_n_low"]
-    s["rho_rise_sp"] = pooled_median(out["rho_rise_sp"])
-    s["rho_methods_pairs"] = {k: _finite_stat(v) for k, v in out["rho_methods"].items()}
-    for metric in out["metrics"]:
-        means = method_means(out, metric)
-        taus = ranking_taus(means)
-        s[f"{metric}_taus"] = taus
-        s[f"{metric}_min_tau"] = min(taus.values()) if taus else math.nan
-        s[f"{metric}_random_place"] = {
-            b: rank_position(m, "random", higher_is_better=HIGHER_IS_BETTER[metric])
-            for b, m in means.items()}
-        n = int(out["n_images"])
-        half_a = method_means(out, metric, images=np.arange(0, n, 2))
-        half_b = method_means(out, metric, images=np.arange(1, n, 2))
-        s[f"{metric}_split_half_tau"] = float(np.nanmedian(
-            [ranking_kendall_tau(half_a[b], half_b[b]) for b in means]))
-    s["localisation"] = {m: {"pointing": _finite_stat(v["pointing"], np.mean),
-                             "mass_inside": _finite_stat(v["mass_inside"], np.mean)}
-                         for m, v in out["localisation"].items()}
-    return s
-
-
-def pair_matrix(pair_values: Sequence[Mapping[str, np.ndarray]], names: Sequence[str] | None = None):
-    """Symmetric pandas DataFrame of the median (over images) agreement of each pair, averaged
-    over seeds; ``pair_values`` is a list (one per seed) of ``{"a|b": (N,)}``; diagonal = 1."""
-    import pandas as pd
-
-    if names is None:
-        names = []
-        for k in pair_values[0]:
-            for nm in _split_key(k):
-                if nm not in names:
-                    names.append(nm)
-    mat = pd.DataFrame(np.eye(len(names)), index=list(names), columns=list(names))
-    for k in pair_values[0]:
-        a, b = _split_key(k)
-        v = float(np.nanmean([_finite_stat(pv[k]) for pv in pair_values]))
-        mat.loc[a, b] = mat.loc[b, a] = v
-    return mat
-
-
-def metric_table(outs: Sequence[Mapping[str, Any]], metric: str):
-    """pandas DataFrame (metric baseline x method) of the mean score over images and seeds."""
-    import pandas as pd
-
-    per_seed = [pd.DataFrame(method_means(o, metric)).T for o in outs]
-    return sum(per_seed) / len(per_seed)
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------------
-
-
-def _show_map(ax, m: np.ndarray, title: str | None = None, signed: bool = True) -> None:
-    lim = float(np.abs(m).max()) or 1.0
-    if signed:
-        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    else:
-        ax.imshow(m, cmap="viridis")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def plot_baselines(example: Mapping[str, Any], baselines: Mapping[str, np.ndarray],
-                   ratios: Mapping[str, Sequence[float]]):
-    """Top: the baseline images of one example; bottom: the model's max class probability on
-    each baseline divided by 1/K (mean and per-seed points), with the claim's threshold 2."""
-    import matplotlib.pyplot as plt
-
-    names = list(baselines)
-    fig = plt.figure(figsize=(1.3 * (len(names) + 1), 4.6))
-    gs = fig.add_gridspec(2, len(names) + 1, height_ratios=[1, 1.5])
-    ax = fig.add_subplot(gs[0, 0])
-    ax.imshow(np.transpose(example["x"], (1, 2, 0)))
-    ax.set_title("image", fontsize=8)
-    ax.axis("off")
-    for i, k in enumerate(names):
-        ax = fig.add_subplot(gs[0, i + 1])
-        ax.imshow(np.clip(np.transpose(baselines[k], (1, 2, 0)), 0, 1))
-        ax.set_title(k.replace("_", " "), fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax = fig.add_subplot(gs[1, :])
-    xs = np.arange(len(names))
-    means = [float(np.mean(ratios[k])) for k in names]
-    ax.bar(xs, means, color="#8da0cb")
-    for i, k in enumerate(names):
-        ax.scatter(np.full(len(ratios[k]), xs[i]), ratios[k], color="k", s=10, zorder=3)
-    ax.axhline(1.0, color="grey", lw=1, ls=":", label="uniform (1/K)")
-    ax.axhline(2.0, color="C3", lw=1, ls="--", label="claim threshold 2/K")
-    ax.set_xticks(xs, [k.replace("_", "\n") for k in names], fontsize=8)
-    ax.set_ylabel("max prob x K on baseline")
-    ax.set_ylim(0, max(2.5, 1.15 * max(max(v) for v in ratios.values())))
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_example_maps(example_maps: Mapping[str, Any], index: int = 0,
-                      methods: Sequence[str] = ("occlusion", "rise", "integrated_gradients")):
-    """Rows: methods; columns: baselines; each map of image ``index`` (red = evidence for the
-    class, blue = against; colour scale per map)."""
-    import matplotlib.pyplot as plt
-
-    names = list(example_maps[methods[0]])
-    fig, axes = plt.subplots(len(methods), len(names) + 1, figsize=(1.35 * (len(names) + 1), 1.45 * len(methods)))
-    for r, meth in enumerate(methods):
-        ax = axes[r, 0]
-        ax.imshow(np.transpose(example_maps["x"][index], (1, 2, 0)))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(meth.replace("integrated_gradients", "IG"), fontsize=9)
-        for c, k in enumerate(names):
-            _show_map(axes[r, c + 1], example_maps[meth][k][index], k.replace("_", " ") if r == 0 else None)
-    fig.tight_layout()
-    return fig
-
-
-def plot_matrices(mats: Mapping[str, Any], *, vmin: float = -1.0, vmax: float = 1.0, fmt: str = ".2f",
-                  cmap: str = "vlag", suptitle: str | None = None):
-    """Annotated heatmaps side by side (one per ``{title: DataFrame}``)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    n = len(mats)
-    size = max(len(m) for m in mats.values())
-    fig, axes = plt.subplots(1, n, figsize=(min(5.5, 1.0 + 0.55 * size) * n, min(5.0, 0.8 + 0.5 * size)))
-    axes = np.atleast_1d(axes)
-    for ax, (title, m) in zip(axes, mats.items(), strict=True):
-        sns.heatmap(m, ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, annot=True, fmt=fmt, cbar=False,
-                    annot_kws={"fontsize": 7}, square=True)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_rise_convergence(pairs_per_seed: Sequence[Mapping[str, float]]):
-    """Median Spearman rho between RISE maps at successive mask counts (per seed and mean)."""
-    import matplotlib.pyplot as plt
-
-    keys = list(pairs_per_seed[0])
-    fig, ax = plt.subplots(figsize=(3.6, 3.0))
-    vals = np.array([[p[k] for k in keys] for p in pairs_per_seed])
-    ax.bar(range(len(keys)), vals.mean(axis=0), color="#66c2a5")
-    for row in vals:
-        ax.scatter(range(len(keys)), row, color="k", s=10, zorder=3)
-    ax.set_xticks(range(len(keys)), [k.replace("|", " vs ") for k in keys], fontsize=8)
-    ax.set_ylabel("median Spearman rho")
-    ax.set_ylim(0, 1)
-    ax.set_title("RISE: maps at N vs 4N masks", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_method_maps(example_maps: Mapping[str, Any], indices: Sequence[int] = (0, 1, 2),
-                     methods: Sequence[str] = METHODS):
-    """Rows: example images; columns: the image and each method's map (reference baseline)."""
-    import matplotlib.pyplot as plt
-
-    maps = example_maps["methods"]
-    idx = [i for i in indices if i < len(example_maps["x"])]
-    fig, axes = plt.subplots(len(idx), len(methods) + 1, figsize=(1.45 * (len(methods) + 1), 1.5 * len(idx)),
-                             squeeze=False)
-    for r, i in enumerate(idx):
-        axes[r, 0].imshow(np.transpose(example_maps["x"][i], (1, 2, 0)))
-        if example_maps.get("mask") is not None:
-            axes[r, 0].contour(example_maps["mask"][i, 0], levels=[0.5], colors="yellow", linewidths=0.6)
-        axes[r, 0].set_xticks([])
-        axes[r, 0].set_yticks([])
-        if r == 0:
-            axes[r, 0].set_title("image + mask", fontsize=8)
-        for c, m in enumerate(methods):
-            _show_map(axes[r, c + 1], maps[m][i], m.replace("integrated_gradients", "IG") if r == 0 else None)
-    fig.tight_layout()
-    return fig
