@@ -84,12 +84,13 @@ def test_robustness_decreases_with_epsilon_reproduced():
 
 
 def test_robustness_decreases_with_epsilon_not_reproduced():
-    # a posterior whose estimate does not move over the grid in any seed (not at 0 or 1)
+    # a posterior whose estimate falls a little over the grid in every seed (not at 0 or 1)
     c = S.claim_robustness_decreases_with_epsilon(_records(_pgd({
         ("digits", "hmc"): [[0.10, 0.4, 0.80], [0.20, 0.5, 0.90], [0.15, 0.45, 0.85]],
-        ("digits", "vi"): [[0.3, 0.3, 0.3]] * 3})), _settings())
+        ("digits", "vi"): [[0.35, 0.32, 0.30], [0.36, 0.33, 0.30], [0.34, 0.31, 0.30]]})),
+        _settings())
     assert c.verdict == Verdict.NOT_REPRODUCED and "digits/vi" in c.interval_method
-    assert c.ci95 == (0.0, 0.0)
+    assert c.ci95[1] < 0
 
 
 def test_robustness_decreases_with_epsilon_inconclusive():
@@ -132,18 +133,18 @@ def test_sequential_saves_samples_reproduced():
 
 
 def test_sequential_saves_samples_not_reproduced():
-    # the informative cells sit near p = 1/2: the scheme saves nothing in any seed
+    # the informative cells sit near p = 1/2: the scheme saves little in every seed
     c = S.claim_sequential_saves_samples(
-        _records(_sequential({"digits": [0.4, 0.42, 0.41], "signs": [1.0, 1.0, 1.0]})),
+        _records(_sequential({"digits": [0.4, 0.42, 0.41], "signs": [0.9, 0.95, 0.85]})),
         _settings())
-    assert c.verdict == Verdict.NOT_REPRODUCED and c.ci95 == (1.0, 1.0)
+    assert c.verdict == Verdict.NOT_REPRODUCED and 0.5 < c.ci95[0] <= c.ci95[1]
     assert "signs" in c.interval_method
 
 
 def test_sequential_saves_samples_inconclusive():
-    c = S.claim_sequential_saves_samples(_records(_sequential({"digits": [0.6, 1.0, 0.95]})),
+    c = S.claim_sequential_saves_samples(_records(_sequential({"digits": [0.3, 0.6, 0.45]})),
                                          _settings())
-    assert c.verdict == Verdict.INCONCLUSIVE and c.ci95[0] < 1 < c.ci95[1] and c.power
+    assert c.verdict == Verdict.INCONCLUSIVE and c.ci95[0] < 0.5 < c.ci95[1] and c.power
 
 
 # ----------------------------------------------------------------------------- methods

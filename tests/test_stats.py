@@ -67,8 +67,10 @@ def test_fisher_z_interval_stays_inside_minus_one_one():
     assert -1 < iv.lo < iv.hi < 1
     # the raw-scale t-interval of the same values passes 1 (06 LeNet: up to 1.019)
     assert t_interval([0.95, 0.99, 0.97]).hi > 1
-    assert fisher_z_interval([0.9, 0.9, 0.9]).ci95 == pytest.approx((0.9, 0.9))
-    assert fisher_z_interval([1.0, 1.0]).ci95 == pytest.approx((1.0, 1.0))
+    # seeds that agree exactly: no interval from 3 (see the sign-test test below), a point from 6
+    assert all(math.isnan(v) for v in fisher_z_interval([0.9, 0.9, 0.9]).ci95)
+    assert fisher_z_interval([0.9] * 6).ci95 == pytest.approx((0.9, 0.9))
+    assert fisher_z_interval([1.0] * 6).ci95 == pytest.approx((1.0, 1.0))
     # 01's Kendall taus 0.956, 1, 1: atanh(1) is infinite, so the raw t-interval clipped to
     # [-1, 1] is used (clipping 1 to 1 - 1e-9 instead gave [-0.9999, 1], decided by the 1e-9)
     mixed = fisher_z_interval([0.9556, 1.0, 1.0])
@@ -192,8 +194,10 @@ def test_a_floor_condition_is_left_out_not_decisive():
     verdict, excluded = in_every_condition(decisions)
     assert verdict == Verdict.REPRODUCED
     assert excluded == [{"condition": "eps 0.3", "reason": "floor: every model at 0 in every seed"}]
-    # without the exclusion the floor cell alone would have made it "not reproduced"
-    naive = [_cond("eps 0.1", [0.20, 0.25, 0.22], rule), _cond("eps 0.3", [0.0, 0.0, 0.0], rule)]
+    # without the exclusion the floor cell alone would have made it "not reproduced" (with six
+    # seeds at 0, where even the distribution-free interval is the point [0, 0])
+    naive = [_cond("eps 0.1", [0.20, 0.25, 0.22, 0.21, 0.24, 0.23], rule),
+             _cond("eps 0.3", [0.0] * 6, rule)]
     assert in_every_condition(naive)[0] == Verdict.NOT_REPRODUCED
 
 
@@ -359,3 +363,19 @@ def test_roc_auc_and_its_bootstrap_agree_with_scikit_learn():
     assert auc == pytest.approx([ref, 1 - ref])
     assert reps.shape == (200, 2) and np.allclose(reps[:, 0] + reps[:, 1], 1)
     assert np.all((reps >= 0) & (reps <= 1))
+
+
+def test_seeds_that_agree_exactly_need_the_sign_test_not_a_zero_width_t_interval():
+    from studylib.stats import sign_test_seeds
+
+    # 2 * 0.5**5 = 0.0625 > 0.05 >= 2 * 0.5**6 = 0.03125
+    assert sign_test_seeds(0.95) == 6 and sign_test_seeds(0.99) == 8
+    few = fisher_z_interval([0.295, 0.295])
+    assert math.isnan(few.lo) and math.isnan(few.hi) and few.estimate == pytest.approx(0.295)
+    c = make_claim("c", "s", few, Rule("less", 0.8))
+    assert c.verdict == Verdict.INCONCLUSIVE and "6" in c.power
+    many = t_interval([0.3] * 6)
+    assert (many.lo, many.hi) == (0.3, 0.3)
+    assert make_claim("c", "s", many, Rule("less", 0.8)).verdict == Verdict.REPRODUCED
+    # a little spread: the t-interval as usual
+    assert math.isfinite(t_interval([0.3, 0.3, 0.31]).lo)

@@ -13,6 +13,7 @@ from .intervals import (
     paired_difference,
     percentile_interval,
     seeds_needed,
+    sign_test_seeds,
     t_interval,
     wilson_interval,
 )
@@ -38,5 +39,5 @@ __all__ = [
     "hierarchical_bootstrap", "in_every_condition", "log_ratio_interval", "logit_interval",
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
     "wilson_interval", "bootstrap_auc", "roc_auc", "kendall_tau", "mean_pairwise_kendall_tau",
-    "spearman_rho", "spearman_rows", "percentile_interval",
+    "spearman_rho", "spearman_rows", "percentile_interval", "sign_test_seeds",
 ]

@@ -99,8 +99,22 @@ def _values(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return arr
 
 
+def sign_test_seeds(ci: float = CI) -> int:
+    """Fewest seeds whose unanimous values decide a claim without any spread: the smallest
+    ``n`` with ``2 * 0.5**n <= 1 - ci`` (6 at 95%)."""
+    return int(math.ceil(math.log2(2 / (1 - ci))))
+
+
 def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
-    """Mean, lo, hi and sd of ``z`` with a t-interval (NaN interval for one value)."""
+    """Mean, lo, hi and sd of ``z`` with a t-interval (NaN interval for one value).
+
+    Seeds that agree exactly (a discrete statistic such as Kendall's tau over five models, or
+    a pipeline that does not depend on the seed) have no spread, and a t-interval of zero
+    width would claim a certainty that two or three equal values do not give. Then the
+    distribution-free interval for the median is used instead: with ``n`` equal values it is
+    that value once ``n >= sign_test_seeds(ci)`` (6 at 95%: all ``n`` on one side of the
+    median has probability ``2 * 0.5**n``), and undefined (NaN) with fewer seeds.
+    """
     n = z.size
     if n == 0:
         raise ValueError("no values")
@@ -108,6 +122,8 @@ def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     if n < 2:
         return m, math.nan, math.nan, math.nan
     sd = float(z.std(ddof=1))
+    if sd == 0.0:
+        return (m, m, m, 0.0) if n >= sign_test_seeds(ci) else (m, math.nan, math.nan, 0.0)
     half = float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n)
     return m, m - half, m + half, sd
 
@@ -310,8 +326,8 @@ def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
     """Seeds the observed effect and spread would need to decide ``estimate`` vs ``threshold``.
 
     On the interval's working scale, the smallest ``n >= 2`` with
-    ``t_{n-1} * sd / sqrt(n) < |mean - threshold|``; None when the interval has no spread
-    to extrapolate from (one seed, counts, a bootstrap), or when the estimate sits on the
+    ``t_{n-1} * sd / sqrt(n) < |mean - threshold|`` (:func:`sign_test_seeds` when the seeds
+    agree exactly); None when the interval has no spread to extrapolate from (one seed, counts, a bootstrap), or when the estimate sits on the
     threshold, or more than ``max_seeds`` would be needed.
     """
     sd = interval.spread
@@ -328,7 +344,7 @@ def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
     if not math.isfinite(gap) or gap == 0:
         return None
     if sd == 0:
-        return 2
+        return sign_test_seeds(ci)
     for n in range(2, max_seeds + 1):
         if float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n) < gap:
             return n

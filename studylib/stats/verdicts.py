@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .intervals import Interval, seeds_needed
+from .intervals import Interval, seeds_needed, sign_test_seeds
 
 CLAIM_SCHEMA = 2  # 2: claims carry their quantity's natural range ("range")
 
@@ -318,8 +318,14 @@ def power_line(interval: Interval, rule: Rule) -> str | None:
         target = min(edges, key=lambda e: abs(e - interval.estimate))
     n = seeds_needed(interval, target)
     if n is None:
-        if interval.n < 2:
+        if interval.n < 2 and math.isnan(interval.lo):
             return "one seed gives no interval: run at least 2 (more to decide)"
+        if interval.n < 2:
+            return ("one seed: the interval covers its test items only, not the spread "
+                    "between seeds; run at least 2 (more to decide)")
+        if interval.spread == 0 and math.isnan(interval.lo):
+            return (f"the {interval.n} seeds agree exactly, which gives no spread to build "
+                    f"an interval on: about {sign_test_seeds()} unanimous seeds would decide it")
         return "the observed effect and spread do not say how many seeds would decide it"
     if n <= interval.n:
         return (f"about {n} seeds would decide it at the observed mean and spread; with "
