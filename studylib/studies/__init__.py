@@ -1,11 +1,8 @@
-"""One module per study: its claims (``claim_<id>(records, ...) -> Claim``), built on
-``studylib.stats`` and the technique modules. ``CLAIMS`` lists every claim function of the
-studies moved here so far; ``tests/test_claims_registry.py`` requires three hand-built cases
-(reproduced, not reproduced, inconclusive) for each.
-
-Moved so far: 01 (``loss_visualization``) and 06 (``taylor_pruning``). The other four studies
-still decide their claims in their technique modules and notebook cells (issue "Claims you
-can trust").
+"""One module per study: ``Settings.from_params``, ``run(settings, ctx) -> Records`` (typed
+records), one ``claim_<id>(records, settings) -> Claim`` per claim built on ``studylib.stats``,
+tables and figures. ``CLAIMS`` lists every claim function of every study;
+``tests/test_claims_registry.py`` requires three hand-built cases (reproduced, not reproduced,
+inconclusive) for each.
 """
 
 from __future__ import annotations
@@ -14,12 +11,14 @@ from . import (
     bayesian_robustness,
     bnn_verification,
     loss_visualization,
+    mammogram_perturbation,
     saliency_baselines,
     taylor_pruning,
 )
 
 CLAIMS = {
     "01_loss_visualization": loss_visualization.CLAIMS,
+    "02_mammogram_perturbation": mammogram_perturbation.CLAIMS,
     "03_bayesian_robustness": bayesian_robustness.CLAIMS,
     "04_saliency_baselines": saliency_baselines.CLAIMS,
     "05_bnn_verification": bnn_verification.CLAIMS,
@@ -27,4 +26,4 @@ CLAIMS = {
 }
 
 __all__ = ["CLAIMS", "bayesian_robustness", "bnn_verification", "loss_visualization",
-           "saliency_baselines", "taylor_pruning"]
+           "mammogram_perturbation", "saliency_baselines", "taylor_pruning"]

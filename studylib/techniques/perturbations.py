@@ -13,9 +13,13 @@ accepted and converted). Two families:
   :data:`SIGNAL_PERTURBATIONS` names them with a suggested severity grid.
 
 Measurements: per-object contrast-to-noise ratio (:func:`object_regions`, :func:`regions_cnr`),
-whole-image SSIM and PSNR (scikit-image), the fraction of flipped decisions, and ROC AUC with
-bootstrap confidence intervals, paired across conditions (:func:`bootstrap_auc`,
-:func:`auc_with_ci`, :func:`auc_drop`).
+whole-image SSIM and PSNR (scikit-image), the fraction of flipped decisions, and for study 02 the
+classifier, the dispatch of its four perturbations and the lesion objects of a test set
+(:func:`screening_classifier`, :func:`perturb`, :func:`sensitivity_scores`,
+:func:`lesion_regions`, :func:`lowpass_object_visibility`).
+
+These are the methods only. ROC AUCs and every interval live in ``studylib.stats``; study 02's
+records, claims and figures live in ``studylib.studies.mammogram_perturbation``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..stats.auc import bootstrap_auc
-from ..stats.intervals import percentile_interval
+from ..stats.intervals import hierarchical_bootstrap, t_interval
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -456,7 +459,7 @@ def ssim_psnr(reference: ArrayLike, test: ArrayLike, *, data_range: float = 1.0,
     return ssim, psnr
 
 
-# ----------------------------------------------------------------------------- decisions and AUC
+# ----------------------------------------------------------------------------- decisions
 
 
 def flip_fraction(p_clean: ArrayLike, p_perturbed: ArrayLike, threshold: float = 0.5) -> float:
@@ -468,62 +471,7 @@ def flip_fraction(p_clean: ArrayLike, p_perturbed: ArrayLike, threshold: float =
     return float((a != b).mean()) if a.size else math.nan
 
 
-def auc_with_ci(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
-                ci: float = 0.95) -> dict[str, float | list[float]]:
-    """ROC AUC (``sklearn.metrics.roc_auc_score``) with a percentile bootstrap CI over examples.
-
-    Args:
-        y: (N,) labels in {0, 1}.
-        scores: (N,) scores.
-
-    Returns:
-        ``{"auc": a, "ci95": [lo, hi]}``.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    scores = np.asarray(scores, dtype=float)
-    auc = float(roc_auc_score(y, scores))
-    _, reps = bootstrap_auc(y, scores, n_boot=n_boot, seed=seed)
-    return {"auc": auc, "ci95": list(percentile_interval(reps[:, 0], ci=ci))}
-
-
-def auc_drop(y: ArrayLike, clean_scores: ArrayLike, perturbed_scores: ArrayLike, *,
-             n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, object]:
-    """AUC drop ``AUC(clean) - AUC(perturbed)`` averaged over seeds, with paired intervals.
-
-    Args:
-        y: (N,) labels (1, 0, or -1 = left out), shared by all seeds and both conditions.
-        clean_scores, perturbed_scores: (S, N) scores of S seeds' models on the same N examples.
-
-    Returns:
-        ``{"drop": mean over seeds, "ci95": percentile bootstrap interval over examples of the
-        seed-mean drop (paired: every condition and seed sees the same resample),
-        "per_seed": [S drops], "seed_ci95": Student-t interval over the seeds,
-        "auc_clean": seed-mean clean AUC, "auc_perturbed": seed-mean perturbed AUC, "n_seeds": S}``.
-    """
-    from ..core.results import mean_ci
-
-    a = np.atleast_2d(np.asarray(clean_scores, dtype=float))
-    b = np.atleast_2d(np.asarray(perturbed_scores, dtype=float))
-    if a.shape != b.shape:
-        raise ValueError(f"clean {a.shape} and perturbed {b.shape} scores differ in shape")
-    s = a.shape[0]
-    auc, reps = bootstrap_auc(y, np.concatenate([a, b]), n_boot=n_boot, seed=seed)
-    per_seed = auc[:s] - auc[s:]
-    rep_drop = (reps[:, :s] - reps[:, s:]).mean(axis=1)
-    return {
-        "drop": float(per_seed.mean()),
-        "ci95": list(percentile_interval(rep_drop, ci=ci)),
-        "per_seed": [float(v) for v in per_seed],
-        "seed_ci95": mean_ci(per_seed)["ci95"],
-        "auc_clean": float(auc[:s].mean()),
-        "auc_perturbed": float(auc[s:].mean()),
-        "n_seeds": int(s),
-    }
-
-
-# ----------------------------------------------------------------------------- study 02 pipeline
+# ----------------------------------------------------------------------------- study 02 methods
 
 #: The four perturbations of study 02 -> what their parameter (see :func:`perturb`) means.
 STUDY02_PERTURBATIONS = {
@@ -659,14 +607,18 @@ def cluster_bootstrap_fraction(hits: np.ndarray, totals: np.ndarray, *, n_boot: 
     """A ratio of sums ``sum(hits) / sum(totals)`` with a bootstrap CI resampling *clusters*.
 
     Used for "fraction of specks still detectable": specks of one image are correlated (same
-    background, same filter), so the image, not the speck, is the resampling unit.
+    background, same filter), so the image, not the speck, is the resampling unit. The interval
+    is :func:`studylib.stats.hierarchical_bootstrap` with one group whose items are the clusters
+    (the kit's one bootstrap), so it lies inside [0, 1].
 
     Args:
         hits, totals: (M,) per-cluster counts (e.g. per image: specks retained, specks
-            detectable before).
+            detectable before), ``0 <= hits <= totals``; clusters with ``totals == 0`` add
+            nothing to either sum.
 
     Returns:
-        ``{"fraction": f, "ci95": [lo, hi], "n_clusters": M, "n_objects": sum(totals)}``.
+        ``{"fraction": f, "ci95": [lo, hi], "n_clusters": M, "n_objects": sum(totals)}``;
+        the interval is ``[nan, nan]`` with fewer than two clusters or ``n_boot <= 0``.
     """
     hits = np.asarray(hits, dtype=float)
     totals = np.asarray(totals, dtype=float)
@@ -675,15 +627,18 @@ def cluster_bootstrap_fraction(hits: np.ndarray, totals: np.ndarray, *, n_boot: 
     m = hits.size
     tot = totals.sum()
     frac = float(hits.sum() / tot) if tot > 0 else math.nan
-    if m < 2 or n_boot <= 0:
-        return {"fraction": frac, "ci95": [math.nan, math.nan], "n_clusters": int(m),
-                "n_objects": int(tot)}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, m, size=(int(n_boot), m))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reps = hits[idx].sum(1) / totals[idx].sum(1)
-    return {"fraction": frac, "ci95": list(percentile_interval(reps, ci=ci)), "n_clusters": int(m),
-            "n_objects": int(tot)}
+    ci95 = [math.nan, math.nan]
+    if m >= 2 and n_boot > 0 and tot > 0:
+        iv = hierarchical_bootstrap([np.column_stack([hits, totals])], _ratio_of_sums,
+                                    n_boot=int(n_boot), ci=ci, seed=seed, bounds=(0.0, 1.0))
+        ci95 = [iv.lo, iv.hi]
+    return {"fraction": frac, "ci95": ci95, "n_clusters": int(m), "n_objects": int(tot)}
+
+
+def _ratio_of_sums(rows: np.ndarray) -> float:
+    """``sum(rows[:, 0]) / sum(rows[:, 1])`` (nan when the denominator is 0)."""
+    den = rows[:, 1].sum()
+    return float(rows[:, 0].sum() / den) if den > 0 else math.nan
 
 
 def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
@@ -702,12 +657,13 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
 
     Returns:
         ``{"cnr_clean": (M,) CNR of all M objects unfiltered, "detectable_clean": fraction of
-        objects with CNR >= threshold unfiltered, "per_r": [one dict per r with "r_fraction",
-        "median_cnr", "retained" (:func:`cluster_bootstrap_fraction` of objects detectable
-        before and after), "ssim_mean", "ssim_ci95", "psnr_mean"]}``.
+        objects with CNR >= threshold unfiltered, "detectable_per_image": (N,) objects
+        detectable unfiltered in each image, "per_r": [one dict per r with "r_fraction",
+        "median_cnr", "kept_per_image" ((N,) of those, still detectable after the filter),
+        "retained" (:func:`cluster_bootstrap_fraction` of objects detectable before and after,
+        over the images with at least one), "ssim_mean", "ssim_ci95" (t over images, inside
+        [-1, 1]), "psnr_mean"]}``.
     """
-    from ..core.results import mean_ci
-
     x = _as_batch(x)
     counts = np.array([len(r) for r in regions])
     img_of = np.repeat(np.arange(len(regions)), counts)
@@ -717,21 +673,23 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
     keep = totals > 0
     out: dict[str, object] = {"cnr_clean": cnr0, "n_objects": int(cnr0.size),
                               "detectable_clean": float(det0.mean()) if cnr0.size else math.nan,
+                              "detectable_per_image": totals.astype(np.int64),
                               "threshold": float(threshold), "per_r": []}
     for rf in r_fractions:
         xf = perturb("lowpass", x, float(rf))
         cnr = batch_cnr(xf, regions)
         hits = np.bincount(img_of, weights=det0 & detectable(cnr, threshold), minlength=len(regions))
         ssim, psnr = ssim_psnr(x, xf, data_range=data_range)
-        ssim_ci = mean_ci(ssim)  # over images
+        ssim_ci = t_interval(ssim, bounds=(-1.0, 1.0))  # over images
         out["per_r"].append({   # type: ignore[union-attr]
             "r_fraction": float(rf),
             "median_cnr": float(np.nanmedian(cnr)) if cnr.size else math.nan,
             "detectable": float(detectable(cnr, threshold).mean()) if cnr.size else math.nan,
+            "kept_per_image": hits.astype(np.int64),
             "retained": cluster_bootstrap_fraction(hits[keep], totals[keep], n_boot=n_boot, seed=seed),
             "cnr": cnr,
             "ssim_mean": float(ssim.mean()),
-            "ssim_ci95": ssim_ci["ci95"],
+            "ssim_ci95": list(ssim_ci.ci95),
             "psnr_mean": float(np.mean(psnr[np.isfinite(psnr)])) if np.isfinite(psnr).any() else math.inf,
         })
     return out
@@ -739,7 +697,7 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
 
 def subgroup_labels(y: ArrayLike, lesion_type: ArrayLike, keep_type: int) -> np.ndarray:
     """Labels for "positives of lesion type ``keep_type`` vs all negatives": positives of any
-    other type become -1 (left out, see :func:`bootstrap_auc`)."""
+    other type become -1 (left out, see :func:`studylib.stats.bootstrap_auc`)."""
     y = np.asarray(y).astype(np.int64)
     t = np.asarray(lesion_type)
     return np.where((y == 1) & (t != keep_type), -1, y)
@@ -858,267 +816,3 @@ def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: to
         n_sub = results[name][0].shape[1] if results[name] else x.shape[0]
         out[name] = np.stack([clean[:, :n_sub]] + results[name])
     return out
-
-
-# ----------------------------------------------------------------------------- AUC summaries
-
-
-def auc_contrast(terms: Sequence[tuple[float, ArrayLike, ArrayLike]], *, n_boot: int = 1000,
-                 seed: int = 0, ci: float = 0.95) -> dict[str, object]:
-    """A linear combination of ROC AUCs, per seed and averaged over seeds, with two intervals.
-
-    For seed ``s`` the value is ``sum_t w_t * AUC(y_t, scores_t[s])``. Examples: the AUC drop
-    under a perturbation is ``[(+1, y, clean), (-1, y, perturbed)]``; "the calcification drop
-    exceeds the mass drop" is ``[(+1, y_calc, clean), (-1, y_calc, pert), (-1, y_mass, clean),
-    (+1, y_mass, pert)]``.
-
-    Args:
-        terms: ``(weight, y, scores)`` with ``y`` (N,) labels (1, 0, -1 = left out) and
-            ``scores`` (S, N), the same S seeds and the same N examples in every term.
-        n_boot, seed, ci: bootstrap over examples (default 1000 replicates); every replicate
-            evaluates all terms and seeds on the same resample (a paired bootstrap).
-
-    Returns:
-        ``{"value": seed mean, "ci95": bootstrap interval of the seed mean (image
-        variability), "seed_ci95": Student-t interval over seeds (training variability),
-        "per_seed": [...], "n_seeds": S}``.
-    """
-    from ..core.results import mean_ci
-
-    if not terms:
-        raise ValueError("terms must not be empty")
-    ys, ss, ws = [], [], []
-    n_seeds = None
-    for w, y, sc in terms:
-        sc = np.atleast_2d(np.asarray(sc, dtype=float))
-        if n_seeds is None:
-            n_seeds = sc.shape[0]
-        if sc.shape[0] != n_seeds:
-            raise ValueError("every term needs scores from the same number of seeds")
-        y = np.asarray(y)
-        ys.append(np.broadcast_to(y, sc.shape))
-        ss.append(sc)
-        ws.append(float(w))
-    auc, reps = bootstrap_auc(np.concatenate(ys), np.concatenate(ss), n_boot=n_boot, seed=seed)
-    t = len(terms)
-    w = np.asarray(ws)[:, None]
-    per_seed = (auc.reshape(t, n_seeds) * w).sum(0)
-    rep_val = (reps.reshape(-1, t, n_seeds) * w[None]).sum(1).mean(1)
-    return {"value": float(per_seed.mean()), "ci95": list(percentile_interval(rep_val, ci=ci)),
-            "seed_ci95": mean_ci(per_seed, ci=ci)["ci95"], "per_seed": [float(v) for v in per_seed],
-            "n_seeds": int(n_seeds)}
-
-
-def auc_curve(y: ArrayLike, scores: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
-              threshold: float = 0.5) -> dict[str, np.ndarray]:
-    """AUC against perturbation level for several seeds, with paired bootstrap bands.
-
-    Args:
-        y: (N,) labels (1, 0, -1 = left out).
-        scores: (L, S, N) probabilities, level 0 = clean (as from :func:`sensitivity_scores`).
-        n_boot, seed: bootstrap over examples, shared by all levels and seeds.
-        threshold: decision threshold for the flip fraction (default 0.5).
-
-    Returns:
-        dict of arrays over levels: ``auc_mean`` (L,), ``auc_ci95`` (L, 2) (bootstrap of the
-        seed-mean AUC), ``auc_per_seed`` (L, S), ``drop`` (L,) seed-mean ``AUC_0 - AUC_l``,
-        ``drop_ci95`` (L, 2) paired bootstrap, ``drop_seed_ci95`` (L, 2) t-interval over seeds,
-        ``flip`` (L,) seed-mean fraction of decisions that differ from the clean ones
-        (examples with label -1 excluded).
-    """
-    from ..core.results import mean_ci
-
-    sc = np.asarray(scores, dtype=float)
-    if sc.ndim != 3:
-        raise ValueError(f"scores must be (levels, seeds, N), got shape {sc.shape}")
-    lv, s, n = sc.shape
-    y = np.asarray(y)
-    auc, reps = bootstrap_auc(y, sc.reshape(lv * s, n), n_boot=n_boot, seed=seed)
-    auc = auc.reshape(lv, s)
-    reps = reps.reshape(-1, lv, s)
-    used = y >= 0
-    drop_per_seed = auc[0][None, :] - auc
-    return {
-        "auc_mean": auc.mean(1),
-        "auc_ci95": np.array([list(percentile_interval(reps[:, i].mean(1))) for i in range(lv)]),
-        "auc_per_seed": auc,
-        "drop": drop_per_seed.mean(1),
-        "drop_ci95": np.array([list(percentile_interval((reps[:, 0] - reps[:, i]).mean(1)))
-                               for i in range(lv)]),
-        "drop_seed_ci95": np.array([mean_ci(drop_per_seed[i])["ci95"] for i in range(lv)]),
-        "flip": np.array([np.mean([flip_fraction(sc[0, k, used], sc[i, k, used], threshold)
-                                   for k in range(s)]) for i in range(lv)]),
-    }
-
-
-def two_interval_verdict(value_ci: Sequence[float], seed_ci: Sequence[float], check) -> str:
-    """Verdict that needs *both* the image-bootstrap interval and the across-seed interval to
-    pass ``check`` (a ``studylib.core.results`` verdict function of one interval), combined with
-    ``studylib.core.results.combine_verdicts`` (any failure wins, then any straddle)."""
-    from ..core.results import combine_verdicts
-
-    return combine_verdicts([check(list(value_ci)), check(list(seed_ci))])
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _level_labels(levels: Sequence[float]) -> list[str]:
-    return ["clean"] + [f"{v:g}" for v in levels]
-
-
-def plot_perturbation_grid(rows: dict[str, Sequence[np.ndarray]], levels: dict[str, Sequence[float]],
-                           *, titles: dict[str, str] | None = None):
-    """One image under every perturbation (rows) at every level (columns, clean first).
-
-    Each panel is scaled to its own min-max range (a high-pass output is zero-mean); the panel
-    title gives the level. Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    names = list(rows)
-    ncol = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(names), ncol, figsize=(1.6 * ncol, 1.75 * len(names)), squeeze=False)
-    for i, name in enumerate(names):
-        labels = _level_labels(levels[name])
-        for j in range(ncol):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if j >= len(rows[name]):
-                ax.axis("off")
-                continue
-            ax.imshow(np.asarray(rows[name][j]), cmap="gray")
-            ax.set_title(labels[j], fontsize=8)
-        axes[i, 0].set_ylabel((titles or {}).get(name, name), fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_auc_curves(curves: dict[str, dict[str, np.ndarray]], levels: dict[str, Sequence[float]],
-                    *, xlabels: dict[str, str] | None = None, ylabel: str = "ROC AUC"):
-    """One panel per perturbation: seed-mean AUC with its 95% bootstrap band and each seed's
-    curve (thin), against the perturbation level (clean first). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    names = list(curves)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        c = curves[name]
-        pos = np.arange(len(c["auc_mean"]))
-        for k in range(c["auc_per_seed"].shape[1]):
-            ax.plot(pos, c["auc_per_seed"][:, k], color="0.6", lw=0.8, alpha=0.7)
-        ax.plot(pos, c["auc_mean"], marker="o", color="C0", label="mean over seeds")
-        ax.fill_between(pos, c["auc_ci95"][:, 0], c["auc_ci95"][:, 1], color="C0", alpha=0.25,
-                        label="95% CI (images)")
-        ax.axhline(0.5, color="k", ls=":", lw=0.8)
-        ax.set_xticks(pos)
-        ax.set_xticklabels(_level_labels(levels[name]), rotation=45, fontsize=8)
-        ax.set_xlabel((xlabels or {}).get(name, name), fontsize=9)
-        ax.set_ylim(0.3, 1.02)
-        ax.set_title(name, fontsize=10)
-    axes[0, 0].set_ylabel(ylabel)
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_lowpass_objects(calc: dict, mass: dict, *, r_star: float | None = None,
-                         ssim_min: float = 0.9):
-    """Three panels against the low-pass radius r (fraction of Nyquist, strongest filter on
-    the right): share of unfiltered-detectable specks / masses still detectable (95% cluster
-    bootstrap band), median CNR, and whole-image SSIM and PSNR. ``calc`` and ``mass`` are
-    :func:`lowpass_object_visibility` results on the same r grid. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.4))
-    for res, name, col in ((calc, "calcification specks", "C3"), (mass, "masses", "C0")):
-        r = np.array([d["r_fraction"] for d in res["per_r"]])
-        frac = np.array([d["retained"]["fraction"] for d in res["per_r"]])
-        ci = np.array([d["retained"]["ci95"] for d in res["per_r"]], dtype=float)
-        axes[0].plot(r, frac, marker="o", color=col, label=name)
-        axes[0].fill_between(r, ci[:, 0], ci[:, 1], color=col, alpha=0.2)
-        med = [d["median_cnr"] for d in res["per_r"]]
-        axes[1].plot(np.r_[r, np.inf][:-1], med, marker="o", color=col, label=name)
-        axes[1].axhline(float(np.nanmedian(res["cnr_clean"])), color=col, ls="--", lw=0.8)
-        ssim = [d["ssim_mean"] for d in res["per_r"]]
-        psnr = [d["psnr_mean"] for d in res["per_r"]]
-        axes[2].plot(r, ssim, marker="o", color=col, label=f"SSIM, {name}")
-        if res is calc:
-            ax2 = axes[2].twinx()
-            ax2.grid(False)
-            ax2.plot(r, psnr, marker="s", ls="--", color="0.4", label="PSNR (dB), specks' images")
-            ax2.set_ylabel("PSNR (dB)")
-            ax2.legend(fontsize=7, loc="lower right")
-    thr = calc.get("threshold", 3.0)
-    axes[0].set_ylabel(f"still detectable (CNR >= {thr:g})")
-    axes[0].axhline(0.5, color="k", ls=":", lw=0.8)
-    axes[1].set_ylabel("median CNR (dashed: unfiltered)")
-    axes[1].axhline(thr, color="k", ls=":", lw=0.8)
-    axes[2].set_ylabel("SSIM vs unfiltered")
-    axes[2].axhline(ssim_min, color="k", ls=":", lw=0.8)
-    r_ticks = [d["r_fraction"] for d in calc["per_r"]]
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xticks(r_ticks)
-        ax.set_xticklabels([f"{v:g}" for v in r_ticks], fontsize=8)
-        ax.minorticks_off()
-        ax.invert_xaxis()
-        ax.set_xlabel("low-pass radius r / Nyquist (stronger ->)")
-        if r_star is not None:
-            ax.axvline(r_star, color="C2", lw=1.0, alpha=0.7)
-    axes[0].legend(fontsize=7)
-    axes[2].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_zoomins(crops: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str],
-                 row_titles: Sequence[str]):
-    """A grid of crops (rows: examples, columns: filter levels) on one grey scale per row, so
-    the loss of speck contrast is visible. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    nr, nc = len(crops), len(col_titles)
-    fig, axes = plt.subplots(nr, nc, figsize=(1.9 * nc, 1.9 * nr), squeeze=False)
-    for i in range(nr):
-        lo = min(float(np.min(c)) for c in crops[i])
-        hi = max(float(np.max(c)) for c in crops[i])
-        for j in range(nc):
-            ax = axes[i, j]
-            ax.imshow(np.asarray(crops[i][j]), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if i == 0:
-                ax.set_title(col_titles[j], fontsize=8)
-        axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_subgroup_curves(curves: dict[str, dict[str, np.ndarray]], levels: Sequence[float], *,
-                         xlabel: str = "low-pass radius r / Nyquist", extra: dict[str, float] | None = None):
-    """Overlaid AUC-vs-level curves of several subgroups (one colour each, 95% bands).
-
-    ``extra`` maps a label to a horizontal reference value drawn dashed (e.g. the AUC of a model
-    retrained on filtered images). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    pos = np.arange(len(levels) + 1)
-    for k, (label, c) in enumerate(curves.items()):
-        ax.plot(pos, c["auc_mean"], marker="o", color=f"C{k}", label=label)
-        ax.fill_between(pos, c["auc_ci95"][:, 0], c["auc_ci95"][:, 1], color=f"C{k}", alpha=0.2)
-    for k, (label, v) in enumerate((extra or {}).items()):
-        ax.axhline(v, color=f"C{k}", ls="--", lw=1.0, label=label)
-    ax.axhline(0.5, color="k", ls=":", lw=0.8)
-    ax.set_xticks(pos)
-    ax.set_xticklabels(_level_labels(levels), rotation=45, fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("ROC AUC")
-    ax.set_ylim(0.3, 1.02)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
