@@ -23,12 +23,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # Public names re-exported lazily (PEP 562), so `python -m studylib list` or `report` does not
 # pay for importing torch and seaborn before it needs them.
 _EXPORTS = {
-    "INCONCLUSIVE": "core.results", "NOT_REPRODUCED": "core.results", "REPRODUCED": "core.results",
-    "Verdict": "core.results", "bootstrap_ci": "core.results", "combine_verdicts": "core.results",
-    "mean_ci": "core.results", "verdict_at_least": "core.results", "verdict_at_most": "core.results",
-    "verdict_from_bool": "core.results", "verdict_greater": "core.results", "verdict_less": "core.results",
-    "StudyContext": "core.runtime", "capture_parameters": "core.runtime", "progress": "core.runtime",
-    "seed_everything": "core.runtime", "select_device": "core.runtime",
+    "Claim": "stats", "Rule": "stats", "Verdict": "stats",
+    "StudyContext": "core.runtime", "capture_parameters": "core.runtime",
+    "progress": "core.runtime", "seed_everything": "core.runtime",
+    "select_device": "core.runtime", "fmt": "core.formatting", "fmt_table": "core.formatting",
 }
 
 
@@ -41,21 +39,14 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
-    "INCONCLUSIVE",
-    "NOT_REPRODUCED",
-    "REPRODUCED",
+    "Claim",
+    "Rule",
     "StudyContext",
     "Verdict",
-    "bootstrap_ci",
     "capture_parameters",
-    "combine_verdicts",
-    "mean_ci",
+    "fmt",
+    "fmt_table",
     "progress",
     "seed_everything",
     "select_device",
-    "verdict_at_least",
-    "verdict_at_most",
-    "verdict_from_bool",
-    "verdict_greater",
-    "verdict_less",
 ]

@@ -1,5 +1,4 @@
 import json
-import math
 
 import numpy as np
 import pytest
@@ -9,72 +8,16 @@ from studylib.core.io import atomic_write_json
 from studylib.core.runtime import StudyContext, capture_parameters
 
 
-def test_bootstrap_ci_contains_mean_and_is_seeded():
-    rng = np.random.default_rng(1)
-    x = rng.normal(3.0, 1.0, size=400)
-    lo, hi = R.bootstrap_ci(x, seed=0)
-    assert lo < x.mean() < hi
-    # the standard error of the mean is 1/sqrt(400) = 0.05: a 95% interval is about +-0.1
-    assert 0.15 < hi - lo < 0.25
-    assert R.bootstrap_ci(x, seed=0) == (lo, hi)
-    assert R.bootstrap_ci(x, seed=1) != (lo, hi)
-
-
-def test_bootstrap_ci_paired_rows_and_degenerate_cases():
-    a = np.arange(10.0)
-    rows = np.column_stack([a, 2 * a])
-    lo, hi = R.bootstrap_ci(rows, statistic=lambda r: float(np.mean(r[:, 1] - r[:, 0])))
-    lo1, hi1 = R.bootstrap_ci(a)
-    assert lo == pytest.approx(lo1) and hi == pytest.approx(hi1)  # same rows resampled
-    assert all(math.isnan(v) for v in R.bootstrap_ci([1.0]))
-    assert R.bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
-
-
-def test_mean_ci_matches_t_interval_by_hand():
-    # values 1, 2, 3: mean 2, sd 1, se 1/sqrt(3), t_{0.975, 2} = 4.302653
-    out = R.mean_ci([1.0, 2.0, 3.0])
-    half = 4.302653 / math.sqrt(3)
-    assert out["mean"] == 2.0 and out["n"] == 3
-    assert out["ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-5)
-    assert all(math.isnan(v) for v in R.mean_ci([5.0])["ci95"])
-
-
-@pytest.mark.parametrize(
-    "fn, ci, thr, expected",
-    [
-        (R.verdict_at_least, (0.91, 0.95), 0.9, R.REPRODUCED),
-        (R.verdict_at_least, (0.80, 0.85), 0.9, R.NOT_REPRODUCED),
-        (R.verdict_at_least, (0.85, 0.95), 0.9, R.INCONCLUSIVE),
-        (R.verdict_at_most, (-0.95, -0.85), -0.8, R.REPRODUCED),
-        (R.verdict_at_most, (-0.7, -0.6), -0.8, R.NOT_REPRODUCED),
-        (R.verdict_greater, (0.0, 0.2), 0.0, R.INCONCLUSIVE),
-        (R.verdict_greater, (0.01, 0.2), 0.0, R.REPRODUCED),
-        (R.verdict_less, (0.1, 0.2), 0.0, R.NOT_REPRODUCED),
-        (R.verdict_at_least, (math.nan, math.nan), 0.0, R.INCONCLUSIVE),
-        (R.verdict_at_least, 3, 3, R.REPRODUCED),
-    ],
-)
-def test_verdicts_from_intervals(fn, ci, thr, expected):
-    assert fn(ci, thr) == expected
-
-
-def test_combine_verdicts():
-    assert R.combine_verdicts([R.REPRODUCED, R.REPRODUCED]) == R.REPRODUCED
-    assert R.combine_verdicts([R.REPRODUCED, R.INCONCLUSIVE]) == R.INCONCLUSIVE
-    assert R.combine_verdicts([R.INCONCLUSIVE, R.NOT_REPRODUCED]) == R.NOT_REPRODUCED
-    with pytest.raises(ValueError):
-        R.combine_verdicts(["maybe"])
-
-
-def test_round_sig():
-    assert R.round_sig(0.123456) == 0.1235
-    assert R.round_sig({"a": [123456.0, 1e-7 * 1.23456]}) == {"a": [123500.0, 1.235e-07]}
-
-
 def _ok_results():
     return {"study": "s", "profile": "smoke", "status": "ok", "seeds": [0], "device": "cpu",
             "runtime_s": 1.0, "params": {}, "metrics": {"m": 0.5},
-            "claims": [{"id": "c", "statement": "x", "verdict": "reproduced", "evidence": {}}]}
+            "claims": [_claim()]}
+
+
+def _claim() -> dict:
+    from studylib.stats import Rule, make_claim, t_interval
+
+    return make_claim("c", "x > 0", t_interval([0.4, 0.5, 0.6]), Rule("greater", 0.0)).to_json()
 
 
 def test_validate_results_accepts_contract_and_rejects_violations():
@@ -82,10 +25,16 @@ def test_validate_results_accepts_contract_and_rejects_violations():
     for mutate, msg in [
         (lambda d: d.pop("claims"), "missing key 'claims'"),
         (lambda d: d.update(status="weird"), "status"),
-        (lambda d: d["claims"][0].update(verdict="yes"), "verdict"),
+        (lambda d: d["claims"][0].update(verdict="yes"), "(?i)verdict"),
         (lambda d: d["claims"].append(dict(d["claims"][0])), "twice"),
         (lambda d: d["metrics"].update(m="high"), "metric 'm'"),
         (lambda d: d.update(status="failed"), "error"),
+        # a claim of the old untyped form, or one whose interval leaves its quantity's range
+        (lambda d: d["claims"].__setitem__(0, {"id": "c", "statement": "x",
+                                               "verdict": "reproduced", "evidence": {}}),
+         "not a typed claim"),
+        (lambda d: d["claims"][0].update(range=[0.0, 0.5]), "natural range"),
+        (lambda d: d["claims"][0].pop("rule"), "rule"),
     ]:
         d = _ok_results()
         mutate(d)
@@ -97,11 +46,10 @@ def test_study_context_writes_valid_results(tmp_path, capsys):
     ctx = StudyContext("demo", "smoke", tmp_path / "out", "cpu", [0, 1], {"n": 3})
     ctx.record_metric("acc", np.float32(0.5))
     ctx.record_metric("nan_metric", float("nan"))
-    ctx.claim("c1", "acc >= 0.4", R.verdict_at_least((0.45, 0.55), 0.4), {"ci95": [0.45, 0.55]})
-    with pytest.raises(ValueError):
-        ctx.claim("c1", "dup", R.REPRODUCED, {})
-    with pytest.raises(ValueError):
-        ctx.claim("c2", "bad", "yes", {})
+    from studylib.stats import Rule, logit_interval, make_claim
+
+    ctx.add(make_claim("c1", "acc >= 0.4", logit_interval([0.6, 0.62, 0.64]),
+                       Rule("at_least", 0.4)))
     path = ctx.finish()
     data = json.loads(path.read_text())
     R.validate_results(data)

@@ -379,3 +379,19 @@ def test_seeds_that_agree_exactly_need_the_sign_test_not_a_zero_width_t_interval
     assert make_claim("c", "s", many, Rule("less", 0.8)).verdict == Verdict.REPRODUCED
     # a little spread: the t-interval as usual
     assert math.isfinite(t_interval([0.3, 0.3, 0.31]).lo)
+
+
+def test_bootstrap_interval_of_items_is_seeded_and_paired():
+    from studylib.stats import bootstrap_interval
+
+    x = np.random.default_rng(0).normal(1.0, 1.0, 200)
+    lo, hi = bootstrap_interval(x, seed=0)
+    # the percentile interval of the mean is close to mean +- 1.96 sd / sqrt(n)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    assert lo == pytest.approx(x.mean() - half, abs=0.05) and hi == pytest.approx(x.mean() + half,
+                                                                                  abs=0.05)
+    assert bootstrap_interval(x, seed=0) == (lo, hi) and bootstrap_interval(x, seed=1) != (lo, hi)
+    rows = np.column_stack([x, x + 0.5])  # paired rows: the difference is exactly 0.5
+    d = bootstrap_interval(rows, statistic=lambda r: float(np.mean(r[:, 1] - r[:, 0])))
+    assert d == pytest.approx((0.5, 0.5))
+    assert all(math.isnan(v) for v in bootstrap_interval([1.0]))

@@ -5,6 +5,7 @@ nothing else."""
 from .auc import bootstrap_auc, roc_auc
 from .intervals import (
     Interval,
+    bootstrap_interval,
     clopper_pearson_interval,
     fisher_z_interval,
     hierarchical_bootstrap,
@@ -39,5 +40,5 @@ __all__ = [
     "hierarchical_bootstrap", "in_every_condition", "log_ratio_interval", "logit_interval",
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
     "wilson_interval", "bootstrap_auc", "roc_auc", "kendall_tau", "mean_pairwise_kendall_tau",
-    "spearman_rho", "spearman_rows", "percentile_interval", "sign_test_seeds",
+    "spearman_rho", "spearman_rows", "percentile_interval", "sign_test_seeds", "bootstrap_interval",
 ]

@@ -308,6 +308,30 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
                     _range(*bounds))
 
 
+def bootstrap_interval(values: Sequence[float] | np.ndarray, *,
+                       statistic: Callable[[np.ndarray], float] = np.mean, n_boot: int = 2000,
+                       ci: float = CI, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval ``(lo, hi)`` of ``statistic`` over the items of one sample
+    (test points of one model; for statistics over seeds use the intervals above).
+
+    ``values`` is 1-D, or 2-D with rows resampled together (paired data). ``(nan, nan)`` for
+    fewer than two items; the same seed gives the same interval.
+    """
+    arr = np.asarray(values, dtype=float)
+    n = arr.shape[0] if arr.ndim else 0
+    if n < 2:
+        return (math.nan, math.nan)
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    if statistic is np.mean and arr.ndim == 1:
+        reps = arr[idx].mean(axis=1)
+    else:
+        reps = np.array([statistic(arr[i]) for i in idx], dtype=float)
+    return percentile_interval(reps, ci=ci)
+
+
 def percentile_interval(reps: Sequence[float] | np.ndarray, *, ci: float = CI
                         ) -> tuple[float, float]:
     """Percentile interval ``(lo, hi)`` of bootstrap replicates, ignoring non-finite ones;

@@ -322,13 +322,13 @@ def psi_score(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int = 20,
     Arguments as for :func:`psi_per_point`; ``n_boot`` bootstrap replicates (default 2000).
     Lower psi = more robust.
     """
-    from ..core.results import bootstrap_ci
+    from ..stats import bootstrap_interval
 
     t0 = time.perf_counter()
     vals = psi_per_point(model, x, eps, steps=steps, step_size=step_size, restarts=restarts,
                          seed=seed, batch_size=batch_size).double().numpy()
     seconds = time.perf_counter() - t0
-    lo, hi = bootstrap_ci(vals, n_boot=n_boot, seed=seed)
+    lo, hi = bootstrap_interval(vals, n_boot=n_boot, seed=seed)
     return PsiResult(float(vals.mean()), (lo, hi), vals, seconds)
 
 
