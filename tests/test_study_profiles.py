@@ -50,3 +50,34 @@ def test_notebook_conventions(study):
             assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), \
                 f"{study}: a widget output does not render statically"
             assert out.get("output_type") != "error", f"{study}: committed with an error"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_papermill_reads_every_parameter_of_the_cell(study):
+    """papermill parses the parameters cell line by line and skips, with only a warning, a
+    line it cannot read (a comment holding ``=`` such as ``>= this``); that parameter then is
+    unknown to the profiles and to --set. Every name the cell assigns must be one it reads."""
+    import ast
+
+    nb = json.loads(RUNNER.notebook(study).read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body
+                if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    assert assigned == set(RUNNER.parameters(study)), \
+        f"{study}: papermill does not read {sorted(assigned - set(RUNNER.parameters(study)))}"
+
+
+def test_every_study_settings_reads_its_notebooks_parameters():
+    """Each study's Settings is filled from its notebook's parameters cell (the one source of
+    names and defaults): no field lacks a parameter."""
+    import dataclasses
+
+    from studylib.studies import CLAIMS
+
+    modules = {study: __import__(fn.__module__, fromlist=["Settings"])
+               for study, claims in CLAIMS.items() for fn in list(claims.values())[:1]}
+    assert set(modules) == set(STUDIES)
+    for study, module in modules.items():
+        params = {name: p.default for name, p in RUNNER.parameters(study).items()}
+        missing = {f.name for f in dataclasses.fields(module.Settings)} - set(params)
+        assert not missing, f"{study}: Settings fields without a parameter: {sorted(missing)}"
