@@ -58,3 +58,17 @@ def params_dir(tmp_path: Path) -> Path:
 def temp_leftovers(root: Path) -> list[Path]:
     """Files under ``root`` that look like unfinished atomic writes (``.<name>.*.tmp``)."""
     return [p for p in root.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+
+
+def notebook_parameters(study: str) -> dict:
+    """The parameters cell of ``notebooks/<study>.ipynb``, evaluated: its names and default
+    values (every statement there is ``name = literal  # help``, so ``ast.literal_eval``
+    reads it without executing anything)."""
+    import ast
+    import json
+
+    nb = json.loads((Path(__file__).resolve().parent.parent / "notebooks"
+                     / f"{study}.ipynb").read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    tree = ast.parse("".join(cell["source"]))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}

@@ -7,28 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import notebook_parameters
 
 from studylib.stats import Verdict
 from studylib.studies import loss_visualization as S
 
 SEEDS = [0, 1, 2]
 MODELS = [("mlp", "natural"), ("mlp", "pgd"), ("cnn", "natural"), ("cnn", "pgd")]
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_loss_visualization.ipynb"
+
 
 
 def _parameters_cell() -> dict:
-    """The notebook's parameters, as the cell defines them (plain literal assignments)."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    exec("".join(cell["source"]), {}, namespace)
-    return namespace
+    return notebook_parameters("01_loss_visualization")
 
 
 SETTINGS = S.Settings.from_params(_parameters_cell())

@@ -4,29 +4,23 @@ quantity's natural range; and the study's Settings are the notebook's parameters
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import notebook_parameters
 
 from studylib.stats import Verdict
 from studylib.studies import mammogram_perturbation as S
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "02_mammogram_perturbation.ipynb"
 LOWPASS = (0.5, 0.4, 0.3, 0.2, 0.125, 0.0625)
 SSIM = (0.93, 0.89, 0.83, 0.75, 0.63, 0.46)  # only r = 0.5 is mild (ssim_min 0.9)
 
 
+
 def _parameters() -> dict:
-    """The notebook's parameters cell, evaluated (every line is ``name = literal  # help``)."""
-    nb = json.loads(NOTEBOOK.read_text())
-    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    tree = ast.parse("".join(cell["source"]))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}
+    return notebook_parameters("02_mammogram_perturbation")
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ settings are read from the notebook's parameters cell, so a renamed parameter fa
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import notebook_parameters
 from torch import nn
 
 from studylib import attacks
@@ -19,16 +18,9 @@ from studylib.stats import Verdict
 from studylib.studies import bayesian_robustness as S
 from studylib.techniques import bayes
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_bayesian_robustness.ipynb"
-
 
 def _parameters() -> dict:
-    """The notebook's parameters cell, executed: its names and default values."""
-    nb = json.loads(NOTEBOOK.read_text())
-    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    exec("".join(cell["source"]), {}, namespace)
-    return namespace
+    return notebook_parameters("03_bayesian_robustness")
 
 
 SETTINGS = S.Settings.from_params(_parameters())  # eps_grid [0, .05, .1, .15, .2, .3]: middle .15

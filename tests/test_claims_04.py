@@ -10,28 +10,23 @@ import dataclasses
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import notebook_parameters
 from torch import nn
 
 from studylib.stats import Verdict
 from studylib.studies import saliency_baselines as S
 from studylib.techniques.saliency import BASELINES
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_saliency_baselines.ipynb"
 K = 8  # classes: the uniform probability is 1/8, the default threshold 2/8 = 0.25
 
 
+
 def _parameters_cell() -> dict:
-    """The notebook's parameters, as the cell defines them (plain literal assignments)."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    namespace: dict = {}
-    exec("".join(cell["source"]), {}, namespace)
-    return namespace
+    return notebook_parameters("04_saliency_baselines")
 
 
 SETTINGS = S.Settings.from_params(_parameters_cell())

@@ -5,29 +5,23 @@ Settings are the notebook's parameters cell."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import pytest
+from conftest import notebook_parameters
 
 from studylib.stats import Verdict
 from studylib.studies import bnn_verification as S
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_bnn_verification.ipynb"
 NOT_SETTINGS = {"profile", "output_dir", "device"}  # the context's, not the protocol's
 EPS = (0.02, 0.05, 0.1)
 N = 738
 
 
+
 def _parameters() -> dict:
-    """The notebook's parameters cell, evaluated (every statement is ``name = literal``)."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    tree = ast.parse("".join(cell["source"]))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}
+    return notebook_parameters("05_bnn_verification")
 
 
 def _settings(**changes) -> S.Settings:

@@ -5,11 +5,11 @@ notebook's parameters cell."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
 import pytest
+from conftest import notebook_parameters
 
 from studylib.core import paths
 from studylib.stats import Verdict
@@ -77,12 +77,9 @@ def _records(**setups) -> S.Records:
 # ------------------------------------------------------------------ settings
 
 
+
 def _parameters_cell() -> dict:
-    nb = json.loads(NOTEBOOK.read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    namespace: dict = {}
-    exec("".join(cell["source"]), namespace)  # plain assignments: the notebook's defaults
-    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+    return notebook_parameters("06_taylor_pruning")
 
 
 def test_settings_from_the_notebooks_parameters_cell():
