@@ -23,7 +23,7 @@ METRIC ?=
 RUN_ARGS := --profile $(PROFILE) $(foreach s,$(STUDY),--study $(s)) \
 	$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set '$(s)')
 
-.PHONY: setup study test test-slow lab notebooks smoke-reference bench report sweep sweep-report clean-cache
+.PHONY: setup study dry-run test test-slow lab notebooks smoke-reference bench report sweep sweep-report clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ setup: $(STAMP)
 
 study: $(STAMP)
 	$(PY) -m studylib run $(RUN_ARGS)
+
+# What `make study` with the same variables would run: merged parameters and where each
+# value comes from, output folders, cached models, last runtimes. Runs nothing.
+dry-run: $(STAMP)
+	$(PY) -m studylib run $(RUN_ARGS) --dry-run
 
 # Unit tests, then nbval on the committed notebooks (skipped when there are none yet).
 # Progress bars are off so re-executed cells print what the committed notebooks show.
@@ -57,8 +62,9 @@ test-slow: $(STAMP)
 	MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest tests/ -m slow; \
 		rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; rc=0; fi; exit $$rc
 
+# JupyterLab refuses to start as root unless told (containers, CI): pass --allow-root there.
 lab: $(STAMP)
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Re-execute every notebook at its own defaults (the smoke profile), cwd = repo root, so the
 # committed outputs are current. Written to a temporary file first, then moved into place.

@@ -4,14 +4,14 @@ The cache key is a SHA-256 of everything that determines the trained weights: th
 configuration, a hash of its *initial* weights, the data (its ``spec`` when it has one, else a
 hash of the tensors), the training configuration, the loss (``loss_id``) and the seed. A second
 run of a study therefore reuses every model it trained before, and a change to any input trains
-anew. Checkpoints hold plain tensors and are read with ``torch.load(..., weights_only=True)``;
-a file that does not load is discarded with a warning and the model is trained again.
+anew. Checkpoints hold plain tensors and are read through :mod:`studylib.core.cache`
+(``torch.load(..., weights_only=True)``); a file that does not load is discarded, the terminal
+and the notebook say so, and the model is trained again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import paths
-from .core.io import atomic_torch_save, cache_key
+from .core.cache import load_entry, save_entry
+from .core.io import cache_key
 from .core.runtime import progress as progress_bar_over
 from .core.runtime import select_device
 from .models import eval_mode
@@ -106,17 +107,14 @@ def checkpoint_key(model: nn.Module, data: Any, config: TrainConfig, seed: int,
     return cache_key(blob)
 
 
+def _is_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and "state_dict" in obj
+
+
 def _load_checkpoint(path: Path) -> dict | None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise ValueError("not a studylib checkpoint")
-        return ckpt
-    except Exception as exc:  # a truncated or foreign file: rebuild, never crash
-        warnings.warn(f"discarding unreadable checkpoint {path.name} ({exc}); training again",
-                      stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
+    """The checkpoint at ``path``, or None (missing, or unreadable: then deleted and announced
+    on the terminal, so the model is trained again)."""
+    return load_entry(path, what="checkpoint", check=_is_checkpoint)
 
 
 def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
@@ -141,7 +139,8 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
         cache: read and write the checkpoint cache (default True).
         progress: show a tqdm bar over epochs (default True).
         desc: the bar's label.
-        cache_dir: where checkpoints live (default ``outputs/cache/checkpoints``).
+        cache_dir: where checkpoints live (default ``<cache root>/checkpoints``, the cache
+            root being ``$STUDYLIB_CACHE`` or ``outputs/cache``).
         trainable: optional function returning the parameters to optimise (default: all that
             require grad), e.g. to train only a classifier head.
 
@@ -157,7 +156,7 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
     key = checkpoint_key(model, data, config, seed, loss_id)
     path = Path(cache_dir) if cache_dir else paths.CHECKPOINT_DIR
     path = path / f"{key}.pt"
-    if cache and path.exists():
+    if cache:
         ckpt = _load_checkpoint(path)
         if ckpt is not None:
             model.load_state_dict(ckpt["state_dict"])
@@ -205,7 +204,7 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
     model.from_cache = False  # type: ignore[attr-defined]
     if cache:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save({"state_dict": state, "history": history}, path)
+        save_entry(path, {"state_dict": state, "history": history}, what="checkpoint")
     return model
 
 

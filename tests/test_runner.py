@@ -207,7 +207,8 @@ def default_run(tmp_path_factory):
     write_params(params, "fx1_raises", "default", {"divisor": 0})
     write_params(params, "fx2_ok", "default", {"seeds": [0, 1], "scale": 2.0})
     out = tmp / "out"
-    # a stale "ok" from an earlier run must not survive a failing rerun
+    # a results.json that breaks the contract is not a good result to keep: a failing rerun
+    # replaces it (a valid one would be kept beside the failure, see tests/test_faults.py)
     stale = out / "default" / "fx1_raises" / "results.json"
     stale.parent.mkdir(parents=True)
     stale.write_text(json.dumps({"status": "ok", "claims": []}))
@@ -308,3 +309,134 @@ def test_study_settings_from_params_fills_every_field_and_names_a_missing_one():
     assert s == Settings(epochs=3, eps_values=(0.1, 0.2))
     with pytest.raises(KeyError, match="eps_values"):
         Settings.from_params({"epochs": 3})
+
+
+# ----------------------------------------------------------------------------- value constraints
+
+
+def _all_notebooks():
+    return sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb")) + sorted(FIXTURES_DIR.rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", _all_notebooks(), ids=lambda p: p.stem)
+def test_constraints_accept_every_default_and_every_profile(notebook):
+    """The derived constraints never reject what the kit itself uses: each notebook's defaults
+    and each of its profile YAMLs."""
+    from studylib.cli.parameters import load_yaml_mapping
+
+    params = read_parameters(notebook)
+    for p in params.values():
+        assert p.violations(p.default) == [], (p.name, p.rule())
+    runner = Runner(notebooks_dir=notebook.parent, log=None)
+    for yml in sorted((paths.PARAMS_DIR / notebook.stem).glob("*.yaml")):
+        runner.validate_overrides(notebook.stem, load_yaml_mapping(yml), source=str(yml))
+
+
+def test_constraints_are_derived_from_names_defaults_and_comments():
+    from studylib.cli.parameters import derive_constraints
+
+    def rules(name, default, comment=""):
+        return [c.description for c in derive_constraints(name, type(default).__name__,
+                                                          default, comment)]
+
+    assert rules("seeds", [0]) == ["a non-empty list", "integers >= 0"]
+    assert rules("n_test", 200) == ["a count >= 1"]
+    assert rules("rise_baseline_n", 100) == ["a count >= 1"]
+    assert rules("acc_pgd_steps", [5, 10]) == ["counts >= 1", "integers"]
+    assert rules("rescale_layer", 0) == []
+    assert rules("data_seed", 0) == ["an integer >= 0"]
+    assert rules("dropout_p", 0.25)[0] == "in [0, 1]"
+    assert rules("map_rho_threshold", 0.8)[0] == "in [-1, 1]"
+    assert rules("eps", 0.1, "L-inf radius (inputs in [0, 1])") == ["a finite number"]
+    assert rules("head_init", "cnn_ref", "start at: cnn_ref (its head) | fresh") == [
+        "one of cnn_ref, fresh"]
+    assert rules("backend", "x", "a | b") == []  # the default is not a listed choice
+    assert rules("dataset", "digits") == ["a data set name of studylib.data.available()"]
+    assert rules("setups", {"a": {"dataset": "digits"}}) == [
+        "every 'dataset' key a name of studylib.data.available()"]
+
+
+def test_a_set_given_twice_is_an_error(tmp_path, params_dir):
+    runner = Runner(notebooks_dir=FIXTURES_DIR, params_dir=params_dir, output_root=tmp_path)
+    with pytest.raises(ValidationError, match="given twice"):
+        runner.plan("smoke", ["fx2_ok"], sets=["n=2", "n=3"])
+
+
+# ----------------------------------------------------------------------------- dry run, resume
+
+
+def test_dry_run_shows_sources_and_runs_nothing(capsys, tmp_path, params_dir):
+    out = tmp_path / "out"
+    rc = main(["run", "--notebooks-dir", str(FIXTURES_DIR), "--params-dir", str(params_dir),
+               "--output-root", str(out), "--study", "fx2_ok", "--set", "label=z",
+               "--dry-run"])
+    text = capsys.readouterr().out
+    assert rc == 0 and not out.exists()
+    rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("    ")}
+    assert rows["seeds"].split()[-1].endswith("fx2_ok/default.yaml")
+    assert rows["label"].split()[-1] == "--set" and rows["n"].split()[-1] == "notebook"
+    assert rows["output_dir"].split()[-1] == "runner"
+    assert "output folder:" in text and "(writable)" in text
+    assert "--resume: run (no results.json yet)" in text
+
+
+def test_resume_skips_a_study_whose_inputs_are_unchanged(capsys, tmp_path, params_dir):
+    out = tmp_path / "out"
+    args = ["run", "--notebooks-dir", str(FIXTURES_DIR), "--params-dir", str(params_dir),
+            "--output-root", str(out), "--study", "fx2_ok", "--profile", "smoke",
+            "--device", "cpu", "--set", "n=3"]
+    assert main(args) == 0
+    res = out / "smoke" / "fx2_ok" / "results.json"
+    stamp = res.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "fx2_ok: skipped (results up to date" in err
+    assert res.stat().st_mtime_ns == stamp
+    assert main([*args, "--dry-run"]) == 0
+    assert "--resume: skip" in capsys.readouterr().out
+    # another value: it runs
+    assert main([*args[:-1], "n=4", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" not in err and json.loads(res.read_text())["params"]["n"] == 4
+    assert main([*args, "--dry-run"]) == 0
+    assert "--resume: run (inputs changed since the last run: parameters n)" in \
+        capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_progress_goes_to_the_terminal_not_into_the_notebook(capsys, tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("STUDYLIB_PROGRESS", "1")  # the kernels inherit it
+    out = tmp_path / "out"
+    rc = main(["run", "--notebooks-dir", str(FIXTURES_DIR / "faults"), "--output-root",
+               str(out), "--study", "fx3_steps", "--profile", "smoke", "--device", "cpu",
+               "--set", "steps=4"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "fx3_steps: cell 4/6 (Draw the values) done in" in err
+    nb = nbformat.read(str(out / "smoke" / "fx3_steps" / "fx3_steps.ipynb"), as_version=4)
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "stream" and o.name == "stderr"]
+    assert streams == [], "progress bars must stay out of the executed notebook"
+    html = (out / "smoke" / "fx3_steps" / "fx3_steps.html").read_text()
+    assert "it/s]" not in html and "steps:" not in html
+
+
+def test_strip_progress_outputs_keeps_other_stderr_text():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from studylib.cli.progress import strip_progress_outputs
+
+    bar = "\rtrain:  50%|#####     | 1/2 [00:01<00:01,  1.00it/s]\r" + " " * 40 + "\r"
+    cell = new_code_cell("x", outputs=[
+        new_output("stream", name="stderr", text=bar),
+        new_output("stream", name="stderr", text="UserWarning: keep me\n" + bar),
+        new_output("stream", name="stdout", text="10%|# printed on purpose\n")])
+    nb = new_notebook(cells=[cell])
+    assert strip_progress_outputs(nb) == 2
+    assert [o.get("text") for o in nb.cells[0].outputs] == [
+        "UserWarning: keep me\n", "10%|# printed on purpose\n"]

@@ -50,10 +50,16 @@ def test_grid_expands_in_file_order_with_stable_ids(tmp_path):
     points = plan_sweep(spec, _runner(), tmp_path / "out")
     ids = [p.id for p in points]
     assert len(set(ids)) == 4 and all(len(i) == 11 and i.startswith("p") for i in ids)
-    # the id hashes the overrides (shared ones included), not their order or the file
-    assert ids[1] == point_id("fx2_ok", "smoke", {"label": "b", "n": 2, "scale": 0.5})
-    assert ids[1] != point_id("fx2_ok", "smoke", {"label": "b", "scale": 0.5})
-    assert ids[1] != point_id("fx2_ok", "default", {"label": "b", "n": 2, "scale": 0.5})
+    # the id hashes the point's inputs: the merged values (shared ones included), not their
+    # order or the file; the device; the code and the notebook (tests/test_faults.py, item 6)
+    runner = _runner()
+    inputs = runner.inputs(points[1].plan)
+    assert inputs["parameters"]["label"] == "b" and inputs["parameters"]["n"] == 2
+    assert inputs["parameters"]["scale"] == 0.5 and inputs["device"] in ("cpu", "cuda")
+    assert ids[1] == point_id(inputs)
+    assert ids[1] == point_id(dict(reversed(list(inputs.items()))))
+    assert ids[1] != point_id({**inputs, "parameters": {**inputs["parameters"], "n": 8}})
+    assert ids[1] != point_id({**inputs, "profile": "default"})
     assert points[3].output_dir == tmp_path / "out" / "g" / ids[3]
     assert points[3].plan.parameters["scale"] == 2.0 and points[3].plan.parameters["n"] == 2
     assert task_resources(points) is None
@@ -171,7 +177,7 @@ def test_dask_sweep_retries_records_failures_and_resumes(tmp_path, capsys):
     assert "3 already ok and skipped, 1 to run" in capsys.readouterr().err
 
     # sweep-report: CSV + Markdown + figure of the chosen metric
-    files = write_sweep_report(spec, out)
+    files = write_sweep_report(spec, out, runner=_runner())
     with open(files["csv"], newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
@@ -185,7 +191,7 @@ def test_dask_sweep_retries_records_failures_and_resumes(tmp_path, capsys):
     assert "4 points: 1 failed, 3 ok" in md and "![mean_value by scale](mean_value.png)" in md
     assert files["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValidationError, match="recorded metrics: mean_value, n_values"):
-        write_sweep_report(spec, out, metric="accuracy")
+        write_sweep_report(spec, out, metric="accuracy", runner=_runner())
 
 
 class _Gate:
@@ -286,14 +292,15 @@ def test_sweep_report_of_a_seed_sweep_from_results_files(tmp_path):
     spec = load_sweep(f)
     root = tmp_path / "sweeps"
     values = [0.5, 0.7, 0.6]
+    points = plan_sweep(spec, _runner(), root)
     for seed, value in enumerate(values):  # seed 3 never ran
-        d = root / "seeds" / point_id("fx2_ok", "smoke", {"seeds": [seed]})
+        d = points[seed].output_dir
         d.mkdir(parents=True)
         (d / "results.json").write_text(json.dumps({
             "status": "ok", "runtime_s": 1.5, "metrics": {"acc": value},
             "claims": [{"id": "c", "verdict": "inconclusive"}]}))
         (d / "point.json").write_text(json.dumps({"attempts": 1}))
-    files = write_sweep_report(spec, root)  # metric defaults to the first recorded
+    files = write_sweep_report(spec, root, runner=_runner())  # metric: the first recorded
     with open(files["csv"], newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["point", "seeds", "status", "attempts", "runtime_s", "metric:acc",
@@ -305,7 +312,7 @@ def test_sweep_report_of_a_seed_sweep_from_results_files(tmp_path):
     assert "4 points: 1 not run, 3 ok." in md and "| [0] | ok | 1 | 1.5 | 0.5 | inconclusive |" in md
     assert files["figure"].name == "acc.png" and files["figure"].stat().st_size > 1000
     with pytest.raises(ValidationError, match="valid: seeds"):
-        write_sweep_report(spec, root, x="scale")
+        write_sweep_report(spec, root, x="scale", runner=_runner())
     assert temp_leftovers(root) == []
 
 
@@ -322,3 +329,17 @@ def test_threaded_points_after_a_main_thread_run_get_their_own_event_loops(tmp_p
     run = run_sweep(spec, plan_sweep(spec, runner, tmp_path / "out"), executor="dask",
                     workers=2, processes=False, retries=0, render_html=False, log=None)
     assert [r.error for r in run.results] == ["ZeroDivisionError: division by zero"] * 2
+
+
+def test_sweep_dry_run_lists_points_and_runs_nothing(tmp_path, capsys):
+    f = _write_sweep(tmp_path / "dry.yaml", {"study": "fx2_ok", "device": "cpu",
+                                            "grid": {"n": [1, 2]}})
+    out = tmp_path / "out"
+    rc = main(["sweep", "--file", str(f), "--notebooks-dir", str(FIXTURES_DIR), "--output-root",
+               str(out), "--dry-run", "--device", "cuda:1"])
+    text = capsys.readouterr().out
+    assert rc == 0 and not out.exists()
+    ids = [p.id for p in plan_sweep(load_sweep(f), _runner(), out, device="cuda:1")]
+    for pid in ids:
+        assert f"{pid}  n=" in text and "would run" in text
+    assert "2 points of fx2_ok" in text

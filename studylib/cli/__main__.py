@@ -5,18 +5,37 @@ Examples::
     python -m studylib list
     python -m studylib run --profile default
     python -m studylib run --profile smoke --study 06_taylor_pruning --set seeds=[0,1] --device cpu
+    python -m studylib run --profile default --dry-run      # what would run, from where; runs nothing
+    python -m studylib run --profile paper --device cuda:1 --resume
     python -m studylib report --profile default
     python -m studylib sweep --file params/sweeps/taylor_seeds_smoke.yaml --executor dask --workers 2
     python -m studylib sweep-report --file params/sweeps/taylor_seeds_smoke.yaml --metric <name>
 
-Exit codes: 0 success; 1 a study/point failed; 2 invalid arguments, profile, study or
-parameter (nothing was run); 130 interrupted.
+Exit codes: 0 success; 1 a study/point failed; 2 invalid arguments, profile, study,
+parameter or value, an output folder that cannot be written or is in use by another run
+(nothing was run); 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from .parameters import ValidationError, check_device
+
+
+def _device(value: str) -> str:
+    """argparse type of ``--device``: auto, cpu, cuda or cuda:N."""
+    try:
+        return check_device(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device: ")) from None
+
+
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="cache root of trained models and posteriors for the kernels "
+                        "(default: $STUDYLIB_CACHE, else outputs/cache)")
 
 
 def _add_dirs(p: argparse.ArgumentParser, *, output_root: bool = True) -> None:
@@ -47,11 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override parameters (values parsed as YAML: seeds=[0,1]); "
                         "--set a=1 b=2 or --set a=1 --set b=2")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                   help="device injected into every notebook (default: the profile's or "
-                        "notebook's own, normally auto)")
+    p.add_argument("--device", default=None, type=_device, metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N, injected into every notebook (default: "
+                        "the profile's or notebook's own, normally auto)")
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer than this (default: no limit)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print, per study, the merged parameters and where each value comes "
+                        "from (notebook, YAML, --set), the output folder, the cached models of "
+                        "its last run that exist and its last runtime; run nothing")
+    p.add_argument("--resume", action="store_true",
+                   help="skip a study whose results.json is ok and whose inputs (merged "
+                        "parameters, device, code and notebook) are unchanged since it ran")
+    _add_cache_dir(p)
     _add_dirs(p)
 
     p = sub.add_parser("report", help="write <output-root>/<profile>/REPORT.md from results")
@@ -60,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also rewrite the headline verdicts table in README.md")
     p.add_argument("--output-root", default=None, metavar="DIR",
                    help="default: outputs/")
+    p.add_argument("--params-dir", default=None, metavar="DIR",
+                   help="folder of <study>/<profile>.yaml files, for the valid profile names "
+                        "(default: params/)")
+    p.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                   help="folder of study notebooks (default: notebooks/)")
 
     p = sub.add_parser("sweep", help="run a grid of parameter overrides (local or Dask)")
     p.add_argument("--file", required=True, metavar="F", help="sweep YAML (params/sweeps/*.yaml)")
@@ -70,10 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "on 127.0.0.1)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="LocalCluster workers (default: 2); ignored with --scheduler")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                   help="override the sweep file's device")
+    p.add_argument("--device", default=None, type=_device, metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N: override the sweep file's device")
     p.add_argument("--output-root", default=None, metavar="DIR",
                    help="points go to DIR/<sweep name>/<point id>/ (default: outputs/sweeps/)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate every point and print its id, overrides and state; run nothing")
+    _add_cache_dir(p)
     _add_dirs(p, output_root=False)
 
     p = sub.add_parser("sweep-report", help="CSV + Markdown table and a figure of a sweep")
@@ -84,14 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid parameter on the x axis (default: the first that varies)")
     p.add_argument("--output-root", default=None, metavar="DIR",
                    help="default: outputs/sweeps/")
+    _add_dirs(p, output_root=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    from .runner import ValidationError
-
     try:
         if args.command == "list":
             from .runner import cmd_list

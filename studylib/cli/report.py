@@ -12,6 +12,12 @@ contract in ``shared/DESIGN.md``) and writes ``outputs/default/REPORT.md`` with
   their estimates (:func:`study_paragraph`), the metrics, relative links to the rendered
   notebook (HTML and ipynb) and to each figure, and for a failed study its error.
 
+Every results.json is checked against the contract (:func:`studylib.core.results.validate_results`)
+before anything of it is shown: an unreadable or malformed one makes its study a failed study
+whose error is the reason, and never stops the report. A study whose latest run failed while its
+last good results were kept (``failed/`` beside them, see :mod:`studylib.cli.outputs`) is shown
+as failed, with that run's error, and with the kept results below it.
+
 The text is a pure function of the results files (no dates, studies and figures sorted), so a
 rerun that reproduces the same numbers gives the same file apart from the runtimes.
 """
@@ -22,6 +28,7 @@ import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ from ..core import paths
 from ..core.formatting import fmt
 from ..core.io import atomic_write_text, read_json_object, replace_between_markers
 from ..stats import Claim
+from .parameters import NAME_RE, ValidationError, fmt_list
 
 REPORT_NAME = "REPORT.md"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
@@ -143,20 +151,92 @@ def study_paragraph(claims: list[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- collecting
 
 
-def collect(profile_dir: str | os.PathLike) -> list[tuple[str, Path, dict[str, Any] | None]]:
-    """``(study, folder, results or None)`` for every study folder under ``profile_dir``.
+@dataclass
+class StudyEntry:
+    """One study folder of a profile, as the report shows it.
 
-    A folder counts as a study's when it holds ``results.json`` or ``<name>.ipynb``; a folder
-    with a notebook but no readable results.json gives ``None`` (an interrupted run).
+    Attributes:
+        study: the folder's name (the study id).
+        folder: the folder.
+        results: its results.json when readable and valid (lenient mode: readable), else None.
+        problem: why results.json is not shown (unreadable, or breaks the contract); the
+            study then counts as failed with this reason.
+        failed_run: ``failed/results.json`` when the latest run failed and the last good
+            results were kept beside it.
+    """
+
+    study: str
+    folder: Path
+    results: dict[str, Any] | None
+    problem: str | None = None
+    failed_run: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``failed`` or ``unfinished`` (a notebook but no results.json)."""
+        if self.problem or self.failed_run is not None:
+            return "failed"
+        if self.results is None:
+            return "unfinished"
+        return "ok" if self.results.get("status") == "ok" else "failed"
+
+    @property
+    def error(self) -> str:
+        if self.problem:
+            return self.problem
+        if self.failed_run is not None:
+            return str(self.failed_run.get("error", "unknown error"))
+        return str((self.results or {}).get("error", "unknown error"))
+
+    @property
+    def claims(self) -> list[dict[str, Any]]:
+        claims = (self.results or {}).get("claims")
+        return [c for c in claims if isinstance(c, dict)] if isinstance(claims, list) else []
+
+    # the (study, folder, results) triple older callers unpack
+    def __iter__(self):
+        return iter((self.study, self.folder, self.results))
+
+
+def _check(path: Path, strict: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """(results, problem) of one results.json."""
+    from ..core.results import validate_results
+
+    if not path.exists():
+        return None, None
+    obj = read_json_object(path)
+    if obj is None:
+        return None, "results.json is unreadable or not a JSON object"
+    if strict:
+        try:
+            validate_results(obj)
+        except Exception as exc:  # any malformed record is reported, never raised
+            return None, f"results.json does not follow the contract: {exc}"
+    return obj, None
+
+
+def collect(profile_dir: str | os.PathLike, *, strict: bool = True) -> list[StudyEntry]:
+    """A :class:`StudyEntry` for every study folder under ``profile_dir``, sorted.
+
+    A folder counts as a study's when it holds ``results.json`` or ``<name>.ipynb``; folders
+    starting with ``.`` (staging) are skipped. ``strict`` (REPORT.md) validates each
+    results.json against the contract; ``strict=False`` (the README headline) only needs it
+    to be a readable JSON object.
     """
     profile_dir = Path(profile_dir)
-    found = []
+    found: list[StudyEntry] = []
     if not profile_dir.is_dir():
         return found
-    for d in sorted(p for p in profile_dir.iterdir() if p.is_dir()):
+    for d in sorted(p for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         res_path = d / "results.json"
-        if res_path.exists() or (d / f"{d.name}.ipynb").exists():
-            found.append((d.name, d, read_json_object(res_path)))
+        if not (res_path.exists() or (d / f"{d.name}.ipynb").exists()):
+            continue
+        results, problem = _check(res_path, strict)
+        failed_run = None
+        if results is not None and (d / "failed" / "results.json").exists():
+            failed_run = read_json_object(d / "failed" / "results.json") or {
+                "error": "the latest run failed (its record in failed/ is unreadable)"}
+        found.append(StudyEntry(d.name, d, results, problem, failed_run))
     return found
 
 
@@ -195,12 +275,12 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
     counts = {v: 0 for v in VERDICT_ORDER}
     n_claims = 0
     n_ok = n_failed = 0
-    for _, _, res in entries:
-        if res and res.get("status") == "ok":
+    for e in entries:
+        if e.status == "ok":
             n_ok += 1
         else:
             n_failed += 1
-        for c in (res or {}).get("claims", []) or []:
+        for c in e.claims:
             n_claims += 1
             if c.get("verdict") in counts:
                 counts[c["verdict"]] += 1
@@ -214,13 +294,14 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         "| study | status | claims reproduced | runtime | device |",
         "|---|---|---|---|---|",
     ]
-    for study, _, res in entries:
-        res = res or {}
-        claims = res.get("claims", []) or []
+    for e in entries:
+        res = e.results or {}
+        claims = e.claims
         n_rep = sum(c.get("verdict") == "reproduced" for c in claims)
         runtime = res.get("runtime_s")
+        status = e.status + (" (last good results kept)" if e.failed_run is not None else "")
         lines.append(
-            f"| [{md_escape(study)}](#{_anchor(study)}) | {md_escape(res.get('status', 'unfinished'))} "
+            f"| [{md_escape(e.study)}](#{_anchor(e.study)}) | {md_escape(status)} "
             f"| {n_rep}/{len(claims)} "
             f"| {f'{float(runtime):.1f} s' if _is_number(runtime) and runtime is not None else ''} "
             f"| {md_escape(res.get('device', ''))} |")
@@ -232,20 +313,20 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
         "|---|---|---|---|---|---|",
     ]
     any_claim = False
-    for study, _, res in entries:
-        for c in (res or {}).get("claims", []) or []:
+    for e in entries:
+        for c in e.claims:
             any_claim = True
             lines.append(
-                f"| {md_escape(study)} | `{md_escape(c.get('id', '?'))}` "
+                f"| {md_escape(e.study)} | `{md_escape(c.get('id', '?'))}` "
                 f"| {md_escape(c.get('verdict', '?'))} "
                 f"| {claim_evidence(c)} "
                 f"| {claim_paper_value(c)} "
-                f"| {claim_n_seeds(c, res)} |")
+                f"| {claim_n_seeds(c, e.results or {})} |")
     if not any_claim:
         lines.append("| | | | (no claims recorded) | | |")
     lines += ["", "## Studies", ""]
-    for study, d, res in entries:
-        lines += _study_section(study, d, res, profile_dir)
+    for e in entries:
+        lines += _study_section(e, profile_dir)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -258,16 +339,18 @@ def _rel(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
 
-def _study_section(study: str, d: Path, res: dict[str, Any] | None,
-                   profile_dir: Path) -> list[str]:
+def _study_section(entry: StudyEntry, profile_dir: Path) -> list[str]:
+    study, d, res = entry.study, entry.folder, entry.results
     lines = [f"### {study}", ""]
-    if res is None:
+    if entry.problem:
+        lines += [f"**Failed**: `{md_escape(entry.problem)}`", ""]
+    elif res is None:
         lines += ["**Unfinished**: the folder has no readable `results.json` (the run was "
                   "interrupted before the study finished).", ""]
     else:
         status = res.get("status", "?")
         runtime = res.get("runtime_s")
-        facts = [f"status: **{md_escape(status)}**"]
+        facts = [f"status: **{md_escape(entry.status)}**"]
         if _is_number(runtime) and runtime is not None:
             facts.append(f"runtime: {float(runtime):.1f} s")
         facts.append(f"device: {md_escape(res.get('device', '?'))}")
@@ -278,9 +361,14 @@ def _study_section(study: str, d: Path, res: dict[str, Any] | None,
         if isinstance(seeds, list):
             facts.append(f"seeds: {', '.join(str(s) for s in seeds) or '(none)'}")
         lines += ["- " + "; ".join(facts), ""]
-        if status != "ok":
+        if entry.failed_run is not None:
+            failed_dir = d / "failed"
+            lines += [f"**Failed** (latest run): `{md_escape(entry.error)}`. The results below "
+                      f"are the last good run's, kept; the failed run's record and partial "
+                      f"notebook are in [failed/]({_rel(failed_dir, profile_dir)}/).", ""]
+        elif status != "ok":
             lines += [f"**Failed**: `{md_escape(res.get('error', 'unknown error'))}`", ""]
-        claims = res.get("claims", []) or []
+        claims = entry.claims
         lines += [claims_paragraph(claims), ""]
         paragraph = study_paragraph(claims)
         if paragraph:
@@ -307,14 +395,47 @@ def _study_section(study: str, d: Path, res: dict[str, Any] | None,
     return lines
 
 
+def check_profile_name(profile: str, valid: list[str] | None = None) -> str:
+    """``profile`` if it is a plain name (letters, digits, ``_ . -``; no path) and, when
+    ``valid`` is given, one of them; else ValidationError listing the valid ones."""
+    shown = fmt_list(valid) if valid is not None else "letters, digits, _ . - only"
+    if not isinstance(profile, str) or not NAME_RE.match(profile) or ".." in profile:
+        raise ValidationError(f"invalid profile name {profile!r}; valid profiles: {shown}")
+    if valid is not None and profile not in valid:
+        raise ValidationError(f"unknown profile {profile!r}; valid profiles: {shown}")
+    return profile
+
+
 def write_report(profile: str, output_root: str | os.PathLike | None = None) -> Path:
-    """Write ``<output_root>/<profile>/REPORT.md`` atomically and return its path."""
+    """Write ``<output_root>/<profile>/REPORT.md`` atomically and return its path.
+
+    Raises:
+        ValidationError: ``profile`` is not a plain name (it could point outside the root).
+    """
+    check_profile_name(profile)
     root = paths.resolve(output_root or paths.OUTPUTS_DIR)
     return atomic_write_text(root / profile / REPORT_NAME, build_report(profile, root))
 
 
+def valid_profiles(output_root: Path, notebooks_dir: str | os.PathLike | None = None,
+                   params_dir: str | os.PathLike | None = None) -> list[str]:
+    """Profile names ``report`` accepts: every profile a study has (``params/``) and every
+    folder under ``output_root`` with a plain name that holds a study's results."""
+    from .runner import Runner
+
+    names = set(Runner(notebooks_dir=notebooks_dir, params_dir=params_dir,
+                       log=None).all_profiles())
+    if output_root.is_dir():
+        names |= {d.name for d in output_root.iterdir()
+                  if d.is_dir() and NAME_RE.match(d.name) and collect(d, strict=False)}
+    return sorted(names)
+
+
 def cmd_report(args) -> int:
-    path = write_report(args.profile, args.output_root)
+    root = paths.resolve(args.output_root or paths.OUTPUTS_DIR)
+    check_profile_name(args.profile, valid_profiles(root, getattr(args, "notebooks_dir", None),
+                                                    getattr(args, "params_dir", None)))
+    path = write_report(args.profile, root)
     if getattr(args, "readme", False):
         update_readme(paths.REPO_ROOT / "README.md", args.profile, args.output_root)
     try:
@@ -322,6 +443,9 @@ def cmd_report(args) -> int:
     except ValueError:
         shown = str(path)
     print(f"report: {shown}", file=sys.stdout)
+    failed = [e.study for e in collect(root / args.profile) if e.status != "ok"]
+    if failed:
+        print(f"failed or unfinished: {', '.join(failed)}", file=sys.stderr)
     return 0
 
 
@@ -335,18 +459,17 @@ def headline_markdown(profile: str, output_root: str | os.PathLike | None = None
     """One line per study: its verdict counts at ``profile``, from the results.json files;
     then the run's total study time."""
     root = paths.resolve(output_root or paths.OUTPUTS_DIR)
-    studies = collect(root / profile)
+    studies = collect(root / profile, strict=False)
     lines = [f"Verdicts at the `{profile}` profile (from [`REPORT.md`](outputs/{profile}/"
              f"{REPORT_NAME})):", "", "| study | status | verdicts |", "|---|---|---|"]
-    for study, _d, res in studies:
-        if res is None:
-            lines.append(f"| `{study}` | no results | - |")
+    for e in studies:
+        if e.results is None:
+            lines.append(f"| `{e.study}` | no results | - |")
             continue
-        status = res.get("status", "?")
-        text = claims_paragraph(res.get("claims", [])) if status == "ok" else \
-            md_escape(str(res.get("error", "failed"))[:120])
-        lines.append(f"| `{study}` | {status} | {text} |")
-    found = [res for _s, _d, res in studies if res is not None]
+        text = claims_paragraph(e.claims) if e.status == "ok" else \
+            md_escape(e.error[:120])
+        lines.append(f"| `{e.study}` | {e.status} | {text} |")
+    found = [e.results for e in studies if e.results is not None]
     runtimes = [float(r["runtime_s"]) for r in found if _is_number(r.get("runtime_s"))
                 and r.get("runtime_s") is not None]
     if runtimes:

@@ -1,18 +1,22 @@
 """The Papermill runner behind ``python -m studylib list | run``.
 
 A *study* is a notebook ``<notebooks_dir>/<study>.ipynb`` whose ``parameters`` cell is the single
-source of truth for parameter names, types and defaults (the ``smoke`` profile). A *profile*
-``P`` other than ``smoke`` is a YAML file ``<params_dir>/<study>/<P>.yaml`` that overrides some of
-those parameters. ``--set key=value`` overrides win over the profile; values are parsed with
-``yaml.safe_load`` so ``seeds=[0,1]`` gives a list and ``lr=1e-3`` a float.
+source of truth for parameter names, types, value constraints and defaults (the ``smoke``
+profile; :mod:`studylib.cli.parameters`). A *profile* ``P`` other than ``smoke`` is a YAML file
+``<params_dir>/<study>/<P>.yaml`` that overrides some of those parameters. ``--set key=value``
+overrides win over the profile; values are parsed as YAML so ``seeds=[0,1]`` gives a list and
+``lr=1e-3`` a float.
 
-Everything is validated before the first notebook starts (:meth:`Runner.plan`), so a typo in a
-YAML file costs nothing. Each study is then executed with Papermill (kernel ``python3``, working
-directory = repository root, ``profile``, ``output_dir`` and ``device`` injected) into
-``<output_root>/<profile>/<study>/<study>.ipynb``, rendered to HTML with nbconvert, and a study
-that raises does not stop the others: its partial notebook is kept and its ``results.json`` says
-``"status": "failed"`` with the error. Every file the runner writes goes through
-:mod:`studylib.core.io` (temporary name + rename), so an interrupted run never leaves a truncated file.
+Everything is validated before the first notebook starts (:meth:`Runner.plan`; then
+:meth:`Runner.check_writable` and the folder locks in :func:`cmd_run`), so a typo in a YAML file,
+a bad value, a read-only output folder or a second run into the same folder costs nothing.
+Each study then runs with Papermill (kernel ``python3``, working directory = repository root,
+``profile``, ``output_dir`` and ``device`` injected) into a staging folder inside
+``<output_root>/<profile>/<study>/``, is rendered to HTML with nbconvert, and is swapped into
+place only when it has finished (:mod:`studylib.cli.outputs`): a study that raises, is stopped
+(Ctrl-C, SIGTERM, SIGHUP) or meets an I/O error keeps the last good results and gets a
+``"status": "failed"`` record beside them, and the other studies still run. Progress goes to
+the terminal, not into the notebook (:mod:`studylib.cli.progress`).
 
 Example:
     >>> runner = Runner()                                  # the repository's notebooks/params
@@ -22,245 +26,112 @@ Example:
 
 from __future__ import annotations
 
-import ast
-import io
+import asyncio
+import contextlib
+import contextvars
 import json
-import logging
 import os
-import re
-import shutil
+import signal
+import socket
 import sys
-import tempfile
+import threading
 import time
-import tokenize
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..core import paths
 from ..core.io import atomic_write_json, atomic_write_text, read_json_object
+from . import outputs
+from .parameters import (
+    DEVICES,
+    INJECTED,
+    NAME_RE,
+    Parameter,
+    ValidationError,
+    check_device,
+    fmt_list,
+    load_yaml_mapping,
+    notebook_title,
+    parse_set,
+    read_parameters,
+)
+
+# Names other modules and tests import from here.
+__all__ = ["DEVICES", "INJECTED", "Interrupted", "Parameter", "Runner", "StudyOutcome",
+           "StudyPlan", "ValidationError", "cmd_list", "cmd_run", "format_outcomes",
+           "load_yaml_mapping", "notebook_title", "parse_set", "read_parameters"]
 
 SMOKE = "smoke"
-#: Parameters the runner injects itself; profiles and ``--set`` may not name them
-#: (``device`` has its own ``--device`` option and may also be given in a profile YAML).
-INJECTED = ("profile", "output_dir")
-DEVICES = ("auto", "cpu", "cuda")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-# Types a parameter may have, by the name ``type(default).__name__`` gives for its default.
-_TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list,
-               "dict": dict, "tuple": tuple}
+_NAME_RE = NAME_RE
+_fmt_list = fmt_list
 
 
-class ValidationError(ValueError):
-    """A profile, study, parameter name or value is not valid (the CLI exits with code 2)."""
+# ----------------------------------------------------------------------------- signals
 
 
-# ----------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One assignment of a notebook's ``parameters`` cell.
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal: SIGINT (Ctrl-C), SIGTERM (``kill``, a batch system's
+    walltime) or SIGHUP (the terminal closed). Handled like Ctrl-C: the kernel is stopped,
+    a failed record written, REPORT.md updated, temporary files removed.
 
     Attributes:
-        name: the variable name.
-        type_name: ``"int" | "float" | "str" | "bool" | "list" | "dict" | "None" | "any"``:
-            the annotation if the cell has one, else the type of the literal default
-            (``"None"``: the default is ``None``, any value is accepted; ``"any"``: the default
-            is not a literal, so its type cannot be inferred and any value is accepted).
-        default: the default value (the literal, evaluated), or ``None`` if not a literal.
-        default_source: the default as written in the cell.
-        help: the trailing ``# comment`` of the line, if any.
+        signame: ``"SIGINT"``, ``"SIGTERM"`` or ``"SIGHUP"``.
+        exit_code: 128 + the signal number (130, 143, 129), as a shell reports it.
     """
 
-    name: str
-    type_name: str
-    default: Any
-    default_source: str
-    help: str = ""
-
-    def accepts(self, value: Any) -> bool:
-        """Whether ``value`` has this parameter's type (an int is accepted for a float)."""
-        if self.type_name in ("None", "any"):
-            return True
-        expected = _TYPE_NAMES.get(self.type_name)
-        if expected is None:  # an annotation we do not model (e.g. "list[int]"): accept
-            return True
-        if expected is float:
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-        if expected is int:
-            return isinstance(value, int) and not isinstance(value, bool)
-        if expected in (list, tuple):
-            return isinstance(value, (list, tuple))
-        return isinstance(value, expected)
+    def __init__(self, signame: str = "SIGINT") -> None:
+        super().__init__(signame)
+        self.signame = signame
+        self.exit_code = 128 + int(getattr(signal, signame, signal.SIGINT))
 
 
-def _literal(source: str) -> tuple[bool, Any]:
+def _signame(exc: BaseException) -> str:
+    return exc.signame if isinstance(exc, Interrupted) else "SIGINT"
+
+
+@contextlib.contextmanager
+def termination_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread,
+    as SIGINT raises ``KeyboardInterrupt``. Outside the main thread: no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return True, ast.literal_eval(source)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False, None
-
-
-def _find_parameters_cell(nb: dict) -> dict | None:
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get(
-                "tags", []):
-            return cell
-    return None
-
-
-def _line_comments(source: str) -> dict[int, str]:
-    """Line number -> text of the ``# comment`` on that line (without the ``#``)."""
-    out: dict[int, str] = {}
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type == tokenize.COMMENT:
-                out[tok.start[0]] = tok.string.lstrip("#").strip()
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    return out
-
-
-def _ast_assignments(source: str) -> dict[str, tuple[str, str]]:
-    """Top-level ``name = value`` assignments of a cell: name -> (value source, comment of
-    its last line), in order."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return {}
-    comments = _line_comments(source)
-    out: dict[str, tuple[str, str]] = {}
-    for node in tree.body:
-        target = value = None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        if isinstance(target, ast.Name) and value is not None:
-            out[target.id] = (ast.get_source_segment(source, value) or "",
-                              comments.get(node.end_lineno or node.lineno, ""))
-    return out
-
-
-def read_parameters(notebook: str | os.PathLike) -> dict[str, Parameter]:
-    """The parameters of ``notebook``'s ``parameters`` cell, by name, in cell order.
-
-    Uses ``papermill.inspect_notebook`` (names, annotations, help comments); types are inferred
-    from the literal defaults, since Papermill only knows a type when the cell annotates it.
-    Assignments Papermill's line parser skips (e.g. a help comment containing ``=``) are
-    recovered from the cell's syntax tree so no parameter goes unvalidated.
-
-    Raises:
-        ValidationError: the notebook has no cell tagged ``parameters``.
-    """
-    import papermill
-
-    notebook = Path(notebook)
-    nb = json.loads(notebook.read_text(encoding="utf-8"))
-    cell = _find_parameters_cell(nb)
-    if cell is None:
-        raise ValidationError(f"{notebook} has no code cell tagged 'parameters'")
-    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-    # papermill's line parser warns about (and skips) lines with a second "=" in a comment;
-    # those are recovered below, so its warning is only noise here.
-    pm_log = logging.getLogger("papermill")
-    level = pm_log.level
-    pm_log.setLevel(logging.ERROR)
-    try:
-        inspected = papermill.inspect_notebook(str(notebook))
+        yield
     finally:
-        pm_log.setLevel(level)
-    from_ast = _ast_assignments(source)
-    params: dict[str, Parameter] = {}
-    for name in list(inspected) + [n for n in from_ast if n not in inspected]:
-        info = dict(inspected.get(name, {}))
-        if name in from_ast and not info.get("help"):
-            info["help"] = from_ast[name][1]
-        default_source = from_ast[name][0] if name in from_ast else info.get("default", "")
-        ok, default = _literal(default_source)
-        annotation = info.get("inferred_type_name", "None")
-        if annotation and annotation != "None":
-            type_name = annotation
-        elif ok:
-            type_name = "None" if default is None else type(default).__name__
-        else:
-            type_name = "any"
-        params[name] = Parameter(name=name, type_name=type_name, default=default if ok else None,
-                                 default_source=default_source, help=info.get("help", "") or "")
-    return params
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
-def notebook_title(notebook: str | os.PathLike) -> str:
-    """The first markdown cell's title line (leading ``#`` removed), or ``""``."""
-    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "markdown":
-            continue
-        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        for line in src.splitlines():
-            if line.strip():
-                return line.strip().lstrip("#").strip()
-        return ""
-    return ""
+def in_private_event_loop(fn: Callable[[], Any]) -> Any:
+    """Call ``fn()`` in a fresh ``contextvars`` context and close the event loop it made.
 
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """Parse one ``--set key=value``; the value goes through ``yaml.safe_load``.
-
-    ``"seeds=[0,1]"`` -> ``("seeds", [0, 1])``; ``"lr=1e-3"`` -> ``("lr", 0.001)``;
-    ``"name=abc"`` -> ``("name", "abc")``; ``"flag=true"`` -> ``("flag", True)``.
-
-    Raises:
-        ValidationError: no ``=``, an empty key, or a value YAML cannot parse.
+    Papermill's client (nbclient, via jupyter_core) keeps its asyncio loop in a context
+    variable. A thread started from a context that already executed a notebook (a Dask task
+    runs in a *copy* of a context) would share that loop ("This event loop is already
+    running"). A fresh context gives each execution its own loop, closed afterwards so long
+    runs do not leak file descriptors.
     """
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ValidationError(f"--set {item!r}: expected key=value, e.g. --set seeds=[0,1]")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
-    # YAML 1.1 reads "1e-3" as a string; a float is what a user means.
-    return key, _fix_yaml_floats(value)
+    def call() -> Any:
+        try:
+            return fn()
+        finally:
+            try:
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+            except RuntimeError:  # no loop was set on this thread
+                loop = None
+            if loop is not None and not loop.is_running():
+                loop.close()
+                asyncio.set_event_loop(None)
 
-
-def _fix_yaml_floats(obj: Any) -> Any:
-    if isinstance(obj, str) and re.fullmatch(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+", obj):
-        return float(obj)
-    if isinstance(obj, dict):
-        return {k: _fix_yaml_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_fix_yaml_floats(v) for v in obj]
-    return obj
-
-
-def load_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """``yaml.safe_load`` a file that must hold a mapping (an empty file is ``{}``).
-
-    Exponent floats written without a dot (``1e-3``, which YAML 1.1 reads as a string) are
-    converted to floats.
-    """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"{path}: not valid YAML ({exc})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValidationError(f"{path}: expected a mapping of parameter: value, "
-                              f"got {type(data).__name__}")
-    return _fix_yaml_floats(data)
-
-
-def _fmt_list(items) -> str:
-    items = list(items)
-    return ", ".join(items) if items else "(none)"
+    return contextvars.Context().run(call)
 
 
 # ----------------------------------------------------------------------------- plans/outcomes
@@ -277,7 +148,10 @@ class StudyPlan:
         output_dir: where the executed notebook, HTML, figures and results.json go.
         parameters: every parameter passed to Papermill (overrides + injected ones).
         overrides: profile YAML + ``--set`` values only (what differs from the notebook).
-        device: the device string injected (``auto`` | ``cpu`` | ``cuda``).
+        device: the device string injected (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``).
+        sources: where each value of ``parameters`` came from: the profile YAML's path,
+            ``--set`` (or the sweep point), ``--device`` or ``runner``; a parameter not
+            named here keeps the notebook's default.
     """
 
     study: str
@@ -287,11 +161,13 @@ class StudyPlan:
     parameters: dict[str, Any]
     overrides: dict[str, Any]
     device: str
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class StudyOutcome:
-    """What happened to one study: ``status`` is ``"ok"`` or ``"failed"``."""
+    """What happened to one study: ``status`` is ``"ok"``, ``"failed"`` or ``"skipped"``
+    (``--resume`` found its results up to date)."""
 
     study: str
     status: str
@@ -316,12 +192,15 @@ class Runner:
         cwd: the kernels' working directory (default the repository root).
         kernel_name: Jupyter kernel (default ``"python3"``).
         render_html: also write ``<study>.html`` with nbconvert (default True).
-        progress_bar: Papermill's per-cell progress bar; default: on when stderr is a terminal.
+        progress_bar: forward each study's progress (cells, bars, notices) to ``log``;
+            default: on whenever ``log`` is set.
         execution_timeout: seconds allowed per cell (default None: no limit).
         start_timeout: seconds a kernel may take to start (default 300; Papermill's own 60 s
             is too short on a loaded machine, where kernels start slowly).
         log: a text stream for progress lines; ``"stderr"`` (default): ``sys.stderr`` as it
             is when a line is written; ``None`` silences them.
+        cache_dir: the cache root the kernels use (``$STUDYLIB_CACHE`` for them); default:
+            this process's (``$STUDYLIB_CACHE`` or ``outputs/cache``).
     """
 
     def __init__(self, notebooks_dir: str | os.PathLike | None = None,
@@ -330,7 +209,7 @@ class Runner:
                  cwd: str | os.PathLike | None = None, kernel_name: str = "python3",
                  render_html: bool = True, progress_bar: bool | None = None,
                  execution_timeout: int | None = None, start_timeout: int = 300,
-                 log: Any = "stderr") -> None:
+                 log: Any = "stderr", cache_dir: str | os.PathLike | None = None) -> None:
         self.notebooks_dir = paths.resolve(notebooks_dir or paths.NOTEBOOKS_DIR)
         self.params_dir = paths.resolve(params_dir or paths.PARAMS_DIR)
         self.output_root = paths.resolve(output_root or paths.OUTPUTS_DIR)
@@ -341,11 +220,20 @@ class Runner:
         self.execution_timeout = execution_timeout
         self.start_timeout = start_timeout
         self.log = log
+        self.cache_dir = paths.resolve(cache_dir) if cache_dir else None
         self._param_cache: dict[str, dict[str, Parameter]] = {}
+
+    @property
+    def stream(self):
+        return sys.stderr if self.log == "stderr" else self.log
 
     def _say(self, msg: str) -> None:
         if self.log is not None:
-            print(msg, file=sys.stderr if self.log == "stderr" else self.log, flush=True)
+            print(msg, file=self.stream, flush=True)
+
+    def effective_cache_dir(self) -> Path:
+        """The cache root the kernels will use."""
+        return self.cache_dir or paths.cache_root()
 
     # -- discovery -------------------------------------------------------------------------
     def studies(self) -> list[str]:
@@ -378,12 +266,24 @@ class Runner:
         found.discard(SMOKE)
         return [SMOKE] + sorted(found)
 
-    def profile_overrides(self, study: str, profile: str) -> dict[str, Any]:
-        """The overrides a profile YAML holds (``{}`` for smoke without a smoke.yaml)."""
+    def all_profiles(self) -> list[str]:
+        """Every profile some study has (``smoke`` first)."""
+        found = {p for s in self.studies() for p in self.profiles(s)}
+        found.discard(SMOKE)
+        return [SMOKE] + sorted(found)
+
+    def _profile_path(self, study: str, profile: str) -> Path | None:
         for ext in (".yaml", ".yml"):
             path = self.params_dir / study / f"{profile}{ext}"
             if path.is_file():
-                return load_yaml_mapping(path)
+                return path
+        return None
+
+    def profile_overrides(self, study: str, profile: str) -> dict[str, Any]:
+        """The overrides a profile YAML holds (``{}`` for smoke without a smoke.yaml)."""
+        path = self._profile_path(study, profile)
+        if path is not None:
+            return load_yaml_mapping(path)
         if profile == SMOKE:
             return {}
         raise ValidationError(
@@ -406,7 +306,8 @@ class Runner:
 
     def validate_overrides(self, study: str, overrides: dict[str, Any], *, source: str,
                            allow_device: bool = True) -> None:
-        """Check names and types of ``overrides`` against the study's parameters cell.
+        """Check names, types and value constraints of ``overrides`` against the study's
+        parameters cell.
 
         Args:
             study: study id.
@@ -417,7 +318,8 @@ class Runner:
 
         Raises:
             ValidationError: an unknown name (listing the valid ones), an injected name
-                (``profile``, ``output_dir``) or a value of the wrong type.
+                (``profile``, ``output_dir``), a value of the wrong type, or a value that
+                breaks the parameter's constraints (naming them).
         """
         params = self.parameters(study)
         settable = [n for n in params if n not in INJECTED]
@@ -440,9 +342,14 @@ class Runner:
                 raise ValidationError(
                     f"{source}: parameter {key!r} of {study!r} expects {p.type_name} "
                     f"(default {p.default_source}), got {type(value).__name__} {value!r}")
-            if key == "device" and value not in DEVICES and not str(value).startswith("cuda:"):
-                raise ValidationError(f"{source}: device {value!r} is not one of "
-                                      f"{_fmt_list(DEVICES)}")
+            if key == "device":
+                check_device(value, source)
+                continue
+            broken = p.violations(value)
+            if broken:
+                raise ValidationError(
+                    f"{source}: parameter {key!r} of {study!r} must be {'; '.join(broken)} "
+                    f"(default {p.default_source}), got {value!r}")
 
     def output_dir_for(self, profile: str, study: str) -> Path:
         return self.output_root / profile / study
@@ -456,24 +363,28 @@ class Runner:
             study: study id.
             profile: profile name (``smoke`` or a YAML under ``params/<study>/``).
             overrides: extra name -> value overrides (``--set``, a sweep point).
-            device: ``auto`` | ``cpu`` | ``cuda``; None: the profile's or notebook's own.
+            device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; None: the profile's or
+                notebook's own.
             output_dir: where to write (default ``<output_root>/<profile>/<study>``).
-            source: how to name ``overrides`` in error messages.
+            source: how to name ``overrides`` in error messages (and in ``sources``).
         """
         self.check_study(study)
         self.check_profile(study, profile)
         merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         prof = self.profile_overrides(study, profile)
-        rel = self.params_dir / study / f"{profile}.yaml"
+        rel = self._profile_path(study, profile) or self.params_dir / study / f"{profile}.yaml"
         self.validate_overrides(study, prof, source=_display_path(rel), allow_device=True)
         merged.update(prof)
+        sources.update({k: _display_path(rel) for k in prof})
         extra = dict(overrides or {})
         self.validate_overrides(study, extra, source=source, allow_device=False)
         merged.update(extra)
+        sources.update({k: source for k in extra})
         if device is not None:
-            if device not in DEVICES and not str(device).startswith("cuda:"):
-                raise ValidationError(f"--device {device!r} is not one of {_fmt_list(DEVICES)}")
+            check_device(device)
             merged["device"] = device
+            sources["device"] = "--device"
         params = self.parameters(study)
         dev = merged.get("device", params["device"].default if "device" in params else "auto")
         dev = dev if isinstance(dev, str) else "auto"
@@ -482,18 +393,21 @@ class Runner:
         parameters["profile"] = profile
         parameters["output_dir"] = self._injectable_path(out)
         parameters["device"] = dev
+        sources.update({"profile": "runner", "output_dir": "runner"})
         return StudyPlan(study=study, notebook=self.notebook(study), profile=profile,
-                         output_dir=out, parameters=parameters, overrides=merged, device=dev)
+                         output_dir=out, parameters=parameters, overrides=merged, device=dev,
+                         sources=sources)
 
     def plan(self, profile: str = "default", studies: list[str] | None = None,
              sets: list[str] | None = None, device: str | None = None) -> list[StudyPlan]:
-        """Validate a whole ``run`` before anything executes.
+        """Validate a whole ``run`` before anything executes (nothing is written).
 
         Args:
             profile: the profile for every selected study.
             studies: study ids (default: every notebook in ``notebooks_dir``).
             sets: ``key=value`` strings applied to every selected study.
-            device: ``auto`` | ``cpu`` | ``cuda`` or None (the notebook's/profile's own).
+            device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` or None (the
+                notebook's/profile's own).
 
         Raises:
             ValidationError: naming the offending item and listing the valid ones.
@@ -511,9 +425,29 @@ class Runner:
         overrides: dict[str, Any] = {}
         for item in sets or []:
             key, value = parse_set(item)
+            if key in overrides:
+                raise ValidationError(f"--set {key}=... is given twice")
             overrides[key] = value
         return [self.plan_one(s, profile, overrides, device=device, source="--set")
                 for s in selected]
+
+    def check_writable(self, plans: list[StudyPlan], *, create: bool = True) -> None:
+        """Every output folder, the report's folder and the cache root can be written.
+
+        ``create=True`` (before a run) creates them and writes a probe file in each, so a
+        read-only or full file system stops the run before anything executes.
+
+        Raises:
+            ValidationError: naming each folder that cannot be written and why.
+        """
+        folders = [p.output_dir for p in plans]
+        folders += sorted({p.output_dir.parent for p in plans})
+        folders.append(self.effective_cache_dir())
+        problems = [f"{_display_path(f)} ({why})" for f in dict.fromkeys(folders)
+                    if (why := outputs.writable_problem(f, create=create))]
+        if problems:
+            raise ValidationError("output folder(s) cannot be written: " + "; ".join(problems)
+                                  + " (choose others with --output-root / --cache-dir)")
 
     def _injectable_path(self, path: Path) -> str:
         """``path`` relative to the kernels' cwd when inside it (keeps committed notebooks
@@ -523,86 +457,296 @@ class Runner:
         except ValueError:
             return str(path)
 
-    # -- execution -------------------------------------------------------------------------
-    def execute(self, plan: StudyPlan) -> StudyOutcome:
-        """Execute one validated plan; never raises for a failing notebook.
+    # -- inputs and resume -----------------------------------------------------------------
+    def inputs(self, plan: StudyPlan) -> dict[str, Any]:
+        """What a run's results depend on: the merged parameter values (notebook defaults,
+        profile, overrides), the device it will run on, and digests of the package code and
+        of the notebook's cells. Compared by ``--resume`` and hashed into sweep point ids."""
+        from ..core.io import results_digest
 
-        The executed notebook goes to ``<output_dir>/<study>.ipynb`` (also when a cell raised:
-        the partial notebook is kept), ``<study>.html`` next to it. A stale ``results.json``
-        and stale ``figures/*.png`` from an earlier run are removed first, so what is left
-        afterwards belongs to this run. If the notebook did not leave a ``results.json`` with
-        status ``ok``, one with status ``failed`` and the error is written.
-        ``KeyboardInterrupt`` is recorded as a failure and re-raised.
+        declared = self.parameters(plan.study, plan.notebook)
+        merged = {n: p.default for n, p in declared.items() if n not in ("output_dir", "device")}
+        merged.update({k: v for k, v in plan.parameters.items()
+                       if k not in ("output_dir", "device")})
+        return {"study": plan.study, "profile": plan.profile,
+                "parameters": dict(sorted(merged.items())),
+                "device": outputs.resolve_device(plan.device),
+                "code": results_digest(), "notebook": outputs.notebook_digest(plan.notebook)}
+
+    def up_to_date(self, plan: StudyPlan) -> tuple[bool, str]:
+        """Whether ``plan``'s folder already holds its results: ``(True, why)`` when the
+        results.json is valid and ok, no later run failed, and the inputs the last run
+        recorded equal this plan's; else ``(False, what differs)``."""
+        out = plan.output_dir
+        problem = outputs.results_problem(out)
+        if problem:
+            return False, problem
+        if (out / outputs.FAILED_NAME).exists():
+            return False, "the latest run failed"
+        record = outputs.read_run_record(out) or {}
+        last = record.get("inputs")
+        if not isinstance(last, dict):
+            return False, "no record of the inputs of the last run"
+        now = self.inputs(plan)
+        if outputs.fingerprint(last) == outputs.fingerprint(now):
+            return True, "results up to date (same parameters, device, code and notebook)"
+        changed = [k for k in ("device", "code", "notebook") if last.get(k) != now.get(k)]
+        before, after = last.get("parameters") or {}, now["parameters"]
+        params = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        if params:
+            changed.insert(0, "parameters " + ", ".join(params))
+        return False, "inputs changed since the last run: " + (", ".join(changed) or "other")
+
+    # -- dry run ---------------------------------------------------------------------------
+    def describe(self, plan: StudyPlan) -> str:
+        """What ``run --dry-run`` prints for one plan (see :func:`cmd_run`)."""
+        out = plan.output_dir
+        declared = self.parameters(plan.study, plan.notebook)
+        device = outputs.resolve_device(plan.device)
+        lines = [f"{plan.study} (profile {plan.profile}, device {plan.device}"
+                 + (f" -> {device}" if device != plan.device else "") + ")"]
+        why = outputs.writable_problem(out, create=False)
+        lines.append(f"  output folder: {_display_path(out)} "
+                     f"({'writable' if why is None else 'NOT writable: ' + why})")
+        holder = outputs.FolderLock(out).holder() if (out / outputs.LOCK_NAME).exists() else None
+        if holder:
+            lines.append(f"  lock: held by pid {holder.get('pid')} on {holder.get('host')} "
+                         f"since {holder.get('started')}")
+        res = read_json_object(out / outputs.RESULTS)
+        record = outputs.read_run_record(out) or {}
+        if res and isinstance(res.get("runtime_s"), (int, float)):
+            lines.append(f"  last run: {res.get('status', '?')} in {float(res['runtime_s']):.1f} s"
+                         + (f" (finished {record['finished']})" if record.get("finished")
+                            else ""))
+        else:
+            lines.append("  last run: none recorded")
+        fresh, reason = self.up_to_date(plan)
+        lines.append(f"  --resume: {'skip' if fresh else 'run'} ({reason})")
+        cache = self.effective_cache_dir()
+        used = record.get("cache") if isinstance(record.get("cache"), list) else []
+        entries = {e.get("path"): e.get("what", "entry") for e in used if isinstance(e, dict)}
+        if entries:
+            by_what: dict[str, list[int]] = {}
+            for path, what in entries.items():
+                counts = by_what.setdefault(str(what), [0, 0])
+                counts[0] += paths.resolve(str(path)).exists()
+                counts[1] += 1
+            shown = ", ".join(f"{w} {a}/{n}" for w, (a, n) in sorted(by_what.items()))
+            lines.append(f"  cache: {_display_path(cache)}; of the entries the last run used, "
+                         f"present: {shown}")
+        else:
+            n = sum(1 for _ in cache.rglob("*.pt")) if cache.is_dir() else 0
+            lines.append(f"  cache: {_display_path(cache)} ({n} entries; no record of which "
+                         "this study uses: its last run predates run.json or used none)")
+        lines.append("  parameters (value, from):")
+        names = list(dict.fromkeys([*declared, *plan.parameters]))
+        width = max(len(n) for n in names)
+        for name in names:
+            value = plan.parameters.get(name, declared[name].default if name in declared
+                                        else None)
+            text = json.dumps(value, default=str)
+            if len(text) > 60:
+                text = text[:56] + " ..."
+            where = plan.sources.get(name, "notebook")
+            lines.append(f"    {name:<{width}}  {text:<60}  {where}".rstrip())
+        return "\n".join(lines)
+
+    # -- execution -------------------------------------------------------------------------
+    def _kernel_env(self, events: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env["STUDYLIB_EVENTS"] = str(events)
+        if self.cache_dir is not None:
+            env[paths.CACHE_ENV] = str(self.cache_dir)
+        return env
+
+    def _run_papermill(self, plan: StudyPlan, output: Path, parameters: dict[str, Any],
+                       env: dict[str, str], on_cell: Callable[..., None] | None) -> None:
+        """Execute the notebook in a worker thread, with a kernel this process started.
+
+        The main thread only waits, so Ctrl-C, SIGTERM and SIGHUP reach it at once; it then
+        shuts the kernel down (the worker's execution ends with it) and re-raises. Running
+        nbclient outside the main thread also keeps it from installing signal handlers of
+        its own.
         """
-        import nbformat
         import papermill
+        from jupyter_client.manager import KernelManager
+
+        from .progress import register_engine
+
+        engine = register_engine()
+        km = KernelManager(kernel_name=self.kernel_name)
+        km.start_kernel(cwd=str(self.cwd), env=env)
+        box: dict[str, BaseException] = {}
+
+        def execute() -> None:
+            try:
+                papermill.execute_notebook(
+                    str(plan.notebook), str(output), parameters=parameters,
+                    engine_name=engine, kernel_name=self.kernel_name, progress_bar=False,
+                    log_output=False, execution_timeout=self.execution_timeout,
+                    start_timeout=self.start_timeout, km=km, on_cell=on_cell,
+                    resources={"metadata": {"path": str(self.cwd)}})
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=lambda: in_private_event_loop(execute),
+                                  name=f"studylib-{plan.study}", daemon=True)
+        try:
+            worker.start()
+            worker.join()
+        except BaseException:
+            _shutdown_kernel(km)
+            worker.join(timeout=120)  # a hang guard: the worker ends once the kernel is gone
+            raise
+        finally:
+            _shutdown_kernel(km)
+        if "error" in box:
+            raise box["error"]
+
+    def execute(self, plan: StudyPlan, *, label: str | None = None) -> StudyOutcome:
+        """Execute one validated plan; never raises for a failing notebook or an I/O error.
+
+        The notebook runs into ``<output_dir>/.staging/`` and is swapped into place when it
+        ends (:func:`studylib.cli.outputs.swap_in`): a run that finished ok replaces the
+        previous results; a run that failed is recorded with status ``failed`` and its error,
+        beside the last good results (in ``failed/``) when there are any. The partial
+        notebook is kept either way. A signal (:class:`Interrupted`, ``KeyboardInterrupt``)
+        stops the kernel, is recorded as a failure, and is re-raised.
+        """
         from papermill.exceptions import PapermillExecutionError
 
+        from .progress import EventTail, StudyProgress
+
         out = plan.output_dir
-        out.mkdir(parents=True, exist_ok=True)
-        results_path = out / "results.json"
-        if results_path.exists():
-            results_path.unlink()
-        figures = out / "figures"
-        if figures.is_dir():
-            for png in figures.glob("*.png"):
-                png.unlink()
-        nb_path = out / f"{plan.study}.ipynb"
+        show = self.log is not None and self.progress_bar is not False
+        progress = StudyProgress(label or plan.study, stream=self.stream if show else None,
+                                 show=show)
         error: str | None = None
         detail: dict[str, Any] = {}
-        interrupted = False
-        tmpdir = Path(tempfile.mkdtemp(prefix=f"studylib-{plan.study}-"))
-        tmp_nb = tmpdir / f"{plan.study}.ipynb"
-        progress = self.progress_bar if self.progress_bar is not None else sys.stderr.isatty()
+        interrupted: BaseException | None = None
+        started = outputs.now_iso()
         t0 = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(plan.notebook), str(tmp_nb), parameters=plan.parameters,
-                kernel_name=self.kernel_name, progress_bar=progress, log_output=False,
-                execution_timeout=self.execution_timeout, start_timeout=self.start_timeout,
-                # the kernel's cwd, given to nbclient directly: papermill's own ``cwd`` does
-                # a process-wide chdir, which races when points run in threads (sweeps).
-                resources={"metadata": {"path": str(self.cwd)}})
+            staging = outputs.prepare_staging(out)
+        except OSError as exc:
+            return self._io_failure(plan, exc, time.perf_counter() - t0)
+        events = staging / ".events.jsonl"
+        tail = EventTail(events, progress.on_event).start()
+        parameters = dict(plan.parameters, output_dir=self._injectable_path(staging))
+        def on_cell(phase: str, nb: Any, index: int) -> None:
+            tail.drain()  # the cell's own events first, then its line
+            progress.on_cell(phase, nb, index)
+
+        try:
+            self._run_papermill(plan, staging / f"{plan.study}.ipynb", parameters,
+                                self._kernel_env(events), on_cell)
         except PapermillExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}"
             detail = {"ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index,
                       "exec_count": exc.exec_count}
-        except KeyboardInterrupt:
-            error, detail, interrupted = "KeyboardInterrupt: run interrupted", {
-                "ename": "KeyboardInterrupt", "evalue": "run interrupted"}, True
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            name = _signame(exc)
+            error = f"Interrupted: run stopped by {name}"
+            detail = {"ename": "Interrupted", "evalue": f"run stopped by {name}",
+                      "signal": name}
         except Exception as exc:  # kernel died, notebook unreadable, ...
             error = f"{type(exc).__name__}: {exc}"
             detail = {"ename": type(exc).__name__, "evalue": str(exc)}
+        finally:
+            tail.stop()
+            progress.close()
         runtime = time.perf_counter() - t0
         try:
-            if tmp_nb.exists():
-                nb = nbformat.read(str(tmp_nb), as_version=4)
-                atomic_write_text(nb_path, nbformat.writes(nb))
-                if self.render_html:
-                    try:
-                        self._render_html(nb, out / f"{plan.study}.html")
-                    except Exception as exc:  # rendering must not hide the study's result
-                        self._say(f"[{plan.study}] HTML rendering failed: {exc}")
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            with outputs.signals_deferred():
+                outcome = self._finish(plan, staging, error, detail, runtime, started,
+                                       progress.cache)
+        except OSError as exc:
+            outcome = self._io_failure(plan, exc, runtime)
+        if interrupted is not None:
+            raise interrupted
+        return outcome
 
+    def _finish(self, plan: StudyPlan, staging: Path, error: str | None,
+                detail: dict[str, Any], runtime: float, started: str,
+                cache_events: list[dict[str, Any]]) -> StudyOutcome:
+        """Tidy the staged run (bars out of the notebook, staging paths replaced by the final
+        ones, HTML, a failed record if needed, run.json) and swap it into place."""
+        import nbformat
+
+        from .progress import strip_progress_outputs
+
+        out = plan.output_dir
+        nb_path = staging / f"{plan.study}.ipynb"
+        results_path = staging / outputs.RESULTS
+        final = {str(staging): str(out), self._injectable_path(staging): plan.parameters[
+            "output_dir"]}
+        if nb_path.exists():
+            nb = nbformat.read(str(nb_path), as_version=4)
+            strip_progress_outputs(nb)
+            atomic_write_text(nb_path, nbformat.writes(nb))
+            outputs.rewrite_paths(nb_path, final)
+            if self.render_html:
+                try:
+                    self._render_html(nbformat.read(str(nb_path), as_version=4),
+                                      staging / f"{plan.study}.html")
+                except OSError:
+                    raise
+                except Exception as exc:  # rendering must not hide the study's result
+                    self._say(f"[{plan.study}] HTML rendering failed: {exc}")
+        if results_path.exists():
+            outputs.rewrite_paths(results_path, final)
         results = read_json_object(results_path)
-        if error is None and (results is None or results.get("status") != "ok"):
-            error = ("notebook finished without writing results.json with status ok "
-                     "(is ctx.finish() its last cell?)")
-            detail = {"ename": "MissingResults", "evalue": error}
+        if error is None:
+            problem = _results_problem(results)
+            if problem:
+                error = problem
+                detail = {"ename": "MissingResults", "evalue": error}
         if error is not None:
             results = self._failed_results(plan, error, detail, runtime, results)
             atomic_write_json(results_path, results)
+        status = "failed" if error else "ok"
+        files = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
+        record = {"study": plan.study, "profile": plan.profile, "status": status,
+                  "error": error, "started": started, "finished": outputs.now_iso(),
+                  "runtime_s": round(runtime, 2), "host": socket.gethostname(),
+                  "inputs": self.inputs(plan), "files": files + [outputs.RUN_RECORD],
+                  # repository-relative where possible, so a committed run.json names no
+                  # machine's paths
+                  "cache": [dict(e, path=_display_path(Path(str(e.get("path")))))
+                            for e in cache_events]}
+        record["fingerprint"] = outputs.fingerprint(record["inputs"])
+        outputs.write_run_record(staging, record)
+        where = outputs.swap_in(staging, out, ok=error is None,
+                                known=(f"{plan.study}.html", f"{plan.study}.ipynb"))
+        if error is not None and where != out:
+            self._say(f"[{plan.study}] kept the last good results; this run's record and "
+                      f"partial notebook: {_display_path(where)}")
         claims = results.get("claims", []) if results else []
-        outcome = StudyOutcome(
-            study=plan.study, status="failed" if error else "ok", runtime_s=runtime,
-            output_dir=out, n_claims=len(claims),
-            n_reproduced=sum(c.get("verdict") == "reproduced" for c in claims),
+        return StudyOutcome(
+            study=plan.study, status=status, runtime_s=runtime, output_dir=out,
+            n_claims=len(claims) if isinstance(claims, list) else 0,
+            n_reproduced=sum(isinstance(c, dict) and c.get("verdict") == "reproduced"
+                             for c in claims) if isinstance(claims, list) else 0,
             error=error, results=results or {})
-        if interrupted:
-            raise KeyboardInterrupt
-        return outcome
+
+    def _io_failure(self, plan: StudyPlan, exc: OSError, runtime: float) -> StudyOutcome:
+        """An I/O error while staging or swapping: record the failure where possible (beside
+        the last good results), say so in one line, and let the next study run."""
+        error = f"{type(exc).__name__}: {exc}"
+        self._say(f"[{plan.study}] failed: I/O error: {exc}")
+        out = plan.output_dir
+        results = self._failed_results(plan, error, {"ename": type(exc).__name__,
+                                                     "evalue": str(exc), "io_error": True},
+                                       runtime, None)
+        target = out / outputs.FAILED_NAME if outputs.has_good_results(out) else out
+        try:
+            atomic_write_json(target / outputs.RESULTS, results)
+        except OSError as again:
+            self._say(f"[{plan.study}] could not write its failed record either: {again}")
+        outputs.discard_staging(out)
+        return StudyOutcome(study=plan.study, status="failed", runtime_s=runtime,
+                            output_dir=out, error=error, results=results)
 
     def _failed_results(self, plan: StudyPlan, error: str, detail: dict[str, Any],
                         runtime: float, partial: dict[str, Any] | None) -> dict[str, Any]:
@@ -615,17 +759,20 @@ class Runner:
             seeds = declared["seeds"].default
         params = {n: p.default for n, p in declared.items()}
         params.update(plan.parameters)
-        partial = partial or {}
+        partial = partial if isinstance(partial, dict) else {}
+        metrics = partial.get("metrics") if isinstance(partial.get("metrics"), dict) else {}
+        claims = partial.get("claims") if isinstance(partial.get("claims"), list) else []
+        device = partial.get("device") if isinstance(partial.get("device"), str) else plan.device
         return {
             "study": plan.study,
             "profile": plan.profile,
             "status": "failed",
             "seeds": list(seeds) if isinstance(seeds, (list, tuple)) else [],
-            "device": partial.get("device", plan.device),
+            "device": device,
             "runtime_s": round(runtime, 2),
             "params": dict(sorted(params.items())),
-            "metrics": partial.get("metrics", {}),
-            "claims": partial.get("claims", []),
+            "metrics": metrics,
+            "claims": claims,
             "error": error,
             "error_detail": detail,
         }
@@ -637,14 +784,32 @@ class Runner:
         body, _ = HTMLExporter().from_notebook_node(nb)
         atomic_write_text(path, body)
 
-    def run_plans(self, plans: list[StudyPlan]) -> list[StudyOutcome]:
-        """Execute validated plans one after another; a failure does not stop the rest."""
+    def run_plans(self, plans: list[StudyPlan], *, resume: bool = False) -> list[StudyOutcome]:
+        """Execute validated plans one after another; a failure does not stop the rest.
+
+        ``resume``: skip a plan whose folder already holds its results
+        (:meth:`up_to_date`), reporting it as ``skipped``.
+        """
         outcomes = []
         for i, plan in enumerate(plans, 1):
-            self._say(f"[{i}/{len(plans)}] {plan.study} (profile {plan.profile}, device "
-                      f"{plan.device}) -> {_display_path(plan.output_dir)}")
-            outcome = self.execute(plan)
-            msg = f"[{i}/{len(plans)}] {plan.study}: {outcome.status} in {outcome.runtime_s:.1f} s"
+            tag = f"[{i}/{len(plans)}] {plan.study}"
+            if resume:
+                fresh, reason = self.up_to_date(plan)
+                if fresh:
+                    res = read_json_object(plan.output_dir / outputs.RESULTS) or {}
+                    claims = res.get("claims", []) or []
+                    self._say(f"{tag}: skipped ({reason})")
+                    outcomes.append(StudyOutcome(
+                        study=plan.study, status="skipped",
+                        runtime_s=float(res.get("runtime_s") or 0.0),
+                        output_dir=plan.output_dir, n_claims=len(claims),
+                        n_reproduced=sum(c.get("verdict") == "reproduced" for c in claims),
+                        results=res))
+                    continue
+            self._say(f"{tag} (profile {plan.profile}, device {plan.device}) -> "
+                      f"{_display_path(plan.output_dir)}")
+            outcome = self.execute(plan, label=tag)
+            msg = f"{tag}: {outcome.status} in {outcome.runtime_s:.1f} s"
             if outcome.error:
                 msg += f" ({outcome.error})"
             self._say(msg)
@@ -652,9 +817,35 @@ class Runner:
         return outcomes
 
 
+def _shutdown_kernel(km) -> None:
+    """Stop a kernel now (safe to call twice, and when it never started)."""
+    try:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    except Exception:  # it may be gone already; make sure the process is
+        with contextlib.suppress(Exception):
+            km.kill_kernel()
+    with contextlib.suppress(Exception):
+        km.cleanup_resources()
+
+
+def _results_problem(results: dict[str, Any] | None) -> str | None:
+    """Why a results.json a notebook wrote is not a finished study's, or None."""
+    from ..core.results import validate_results
+
+    if results is None or results.get("status") != "ok":
+        return ("notebook finished without writing results.json with status ok "
+                "(is ctx.finish() its last cell?)")
+    try:
+        validate_results(results)
+    except Exception as exc:  # any malformed record
+        return f"results.json does not follow the contract: {exc}"
+    return None
+
+
 def _display_path(path: Path) -> str:
     try:
-        return path.relative_to(paths.REPO_ROOT).as_posix()
+        return Path(path).relative_to(paths.REPO_ROOT).as_posix()
     except ValueError:
         return str(path)
 
@@ -699,29 +890,63 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def _write_report_safely(profile: str, root: Path) -> Path | None:
+    """REPORT.md, or a one-line message (and None) when it cannot be written."""
     from .report import write_report
 
+    try:
+        return write_report(profile, root)
+    except Exception as exc:  # the studies' own records are written already
+        print(f"error: REPORT.md could not be written: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return None
+
+
+def cmd_run(args) -> int:
+    """``python -m studylib run``: plan, check, lock, run, report (see the module docstring).
+
+    Exit codes: 0 all ok (or skipped), 1 a study failed, 2 invalid input or a folder in use
+    (nothing ran), 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+    """
     runner = Runner(notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                     output_root=args.output_root,
-                    execution_timeout=getattr(args, "timeout", None))
+                    execution_timeout=getattr(args, "timeout", None),
+                    cache_dir=getattr(args, "cache_dir", None))
     plans = runner.plan(args.profile, studies=args.study, sets=args.set, device=args.device)
     if not plans:
         print(f"no studies under {runner.notebooks_dir}: nothing to run", file=sys.stderr)
         return 0
+    if getattr(args, "dry_run", False):
+        runner.check_writable(plans, create=False)
+        print(f"dry run: {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}, profile "
+              f"{args.profile}; nothing is executed or written\n")
+        print("\n\n".join(runner.describe(p) for p in plans))
+        return 0
+    runner.check_writable(plans)
+    locks = outputs.LockSet([p.output_dir for p in plans]).acquire()
+    root = runner.output_root
     try:
-        outcomes = runner.run_plans(plans)
-    except KeyboardInterrupt:
-        print("\ninterrupted: writing the report of what finished", file=sys.stderr)
-        report = write_report(args.profile, runner.output_root)
-        print(f"report: {_display_path(report)}")
-        return 130
-    print()
-    print(format_outcomes(outcomes))
-    report = write_report(args.profile, runner.output_root)
-    print(f"\nreport: {_display_path(report)}")
-    failed = [o.study for o in outcomes if o.status != "ok"]
+        with termination_as_interrupt():
+            try:
+                outcomes = runner.run_plans(plans, resume=getattr(args, "resume", False))
+            except KeyboardInterrupt as exc:
+                code = exc.exit_code if isinstance(exc, Interrupted) else 130
+                print(f"\ninterrupted ({_signame(exc)}): writing the report of what finished",
+                      file=sys.stderr)
+                with outputs.signals_deferred():
+                    report = _write_report_safely(args.profile, root)
+                if report is not None:
+                    print(f"report: {_display_path(report)}")
+                return code
+            print()
+            print(format_outcomes(outcomes))
+            report = _write_report_safely(args.profile, root)
+    finally:
+        locks.release()
+    if report is not None:
+        print(f"\nreport: {_display_path(report)}")
+    failed = [o.study for o in outcomes if o.status == "failed"]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if report is not None else 1

@@ -16,9 +16,14 @@ A sweep file (YAML, ``params/sweeps/<name>.yaml``) names the study, a base profi
 Each point's overrides are validated against the notebook's parameters cell (the runner's own
 validation, :meth:`studylib.cli.runner.Runner.plan_one`) before anything is submitted. A point runs
 Papermill into ``<output_root>/<name>/<point-id>/`` (``outputs/sweeps/`` by default), where the
-point id is a stable hash of (study, profile, overrides): a rerun skips every point whose
-``results.json`` already says ``ok``, a failed point is retried once and then recorded as
-failed without stopping the others, and Ctrl-C cancels the tasks not yet started.
+point id hashes everything its results depend on (:meth:`Runner.inputs`): the merged parameter
+values (notebook defaults, profile YAML, shared and point overrides), the device it runs on and
+digests of the package code and of the notebook, as the checkpoint cache keys do. A rerun skips
+every point whose ``results.json`` already says ``ok``; a rerun on another device, after
+editing ``params/<study>/<profile>.yaml``, the notebook or the code gets new ids and runs (the
+old points' folders are left as they are). A failed point is retried once and then recorded as
+failed without stopping the others; Ctrl-C, SIGTERM and SIGHUP cancel the tasks not yet started.
+The sweep's folder is locked while it runs (a second run of the same sweep exits 2).
 
 Executors: ``local`` runs the points one after another in this process; ``dask`` submits one
 task per point to a ``distributed.Client``: the scheduler given, or a ``LocalCluster`` on
@@ -29,10 +34,7 @@ retries of lost workers and cancellation.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -46,13 +48,17 @@ from typing import Any
 
 from ..core import paths
 from ..core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json_object
+from . import outputs
 from .runner import (
     _NAME_RE,
+    Interrupted,
     Runner,
     StudyPlan,
     ValidationError,
     _display_path,
+    in_private_event_loop,
     load_yaml_mapping,
+    termination_as_interrupt,
 )
 
 SWEEPS_DIR_NAME = "sweeps"
@@ -116,8 +122,10 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
         raise ValidationError(f"{where}: name {name!r} may hold only letters, digits, _ . -")
     profile = str(spec.get("profile", "smoke"))
     device = spec.get("device")
-    if device is not None and not isinstance(device, str):
-        raise ValidationError(f"{where}: device must be auto, cpu or cuda, got {device!r}")
+    if device is not None:
+        from .parameters import check_device
+
+        check_device(device, f"{where}: device")
     base = spec.get("set") or {}
     if not isinstance(base, dict):
         raise ValidationError(f"{where}: 'set' must be a mapping of parameter: value")
@@ -148,7 +156,7 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
             varying += [k for k in p if k not in varying]
     seen: dict[str, int] = {}
     for i, p in enumerate(expanded):
-        pid = point_id(study, profile, {**base, **p})
+        pid = _overrides_key({**base, **p})
         if pid in seen:
             raise ValidationError(f"{where}: points {seen[pid]} and {i} have the same "
                                   f"overrides {p!r}")
@@ -159,12 +167,16 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
                      metric=str(metric) if metric else None, path=path)
 
 
-def point_id(study: str, profile: str, overrides: dict[str, Any]) -> str:
-    """Stable id of a point: ``p`` + 10 hex digits of SHA-256 over the canonical JSON of
-    (study, profile, overrides). Key order does not matter; ``1`` and ``1.0`` differ."""
-    blob = json.dumps({"study": study, "profile": profile, "overrides": overrides},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "p" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:10]
+def _overrides_key(overrides: dict[str, Any]) -> str:
+    """Canonical JSON of a point's overrides (key order does not matter; 1 and 1.0 differ)."""
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def point_id(inputs: dict[str, Any]) -> str:
+    """Id of a point: ``p`` + 10 hex digits of SHA-256 over the canonical JSON of its inputs
+    (:meth:`studylib.cli.runner.Runner.inputs`: study, profile, merged parameter values,
+    device, code and notebook digests). Key order does not matter; ``1`` and ``1.0`` differ."""
+    return "p" + outputs.fingerprint(inputs)[:10]
 
 
 @dataclass
@@ -210,10 +222,12 @@ def plan_sweep(spec: SweepSpec, runner: Runner, output_root: str | os.PathLike |
     out: list[SweepPoint] = []
     for i, p in enumerate(spec.points):
         merged = {**spec.base, **p}
-        pid = point_id(spec.study, spec.profile, merged)
         plan = runner.plan_one(spec.study, spec.profile, merged, device=dev,
-                               output_dir=root / spec.name / pid,
+                               output_dir=root / spec.name / "pending",
                                source=f"{where}: point {i} ({_describe(p)})")
+        pid = point_id(runner.inputs(plan))
+        plan.output_dir = root / spec.name / pid
+        plan.parameters["output_dir"] = runner._injectable_path(plan.output_dir)
         out.append(SweepPoint(id=pid, overrides=p, plan=plan))
     return out
 
@@ -244,43 +258,20 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         task: ``{"id", "overrides", "plan": StudyPlan, "cwd", "kernel_name", "render_html",
-            "retries"}`` (a plain dict so it pickles to any worker).
+            "retries", "cache_dir"}`` (a plain dict so it pickles to any worker).
 
     Returns:
         A :class:`PointResult` as a dict. Also writes ``point.json`` (id, overrides, status,
         attempts, runtime) next to the point's ``results.json``.
     """
-    return _in_private_event_loop(lambda: _run_point(task))
-
-
-def _in_private_event_loop(fn: Callable[[], Any]) -> Any:
-    """Call ``fn()`` in a fresh ``contextvars`` context and close the event loop it made.
-
-    Papermill's client (nbclient, via jupyter_core) keeps its asyncio loop in a context
-    variable. Dask runs a task in a *copy* of a context, so when this process had already
-    executed a notebook, two worker threads would inherit and share that one loop ("This event
-    loop is already running"). A fresh context gives each task its own loop, closed afterwards
-    so long sweeps do not leak file descriptors.
-    """
-    def call() -> Any:
-        try:
-            return fn()
-        finally:
-            try:
-                loop = asyncio.get_event_loop_policy().get_event_loop()
-            except RuntimeError:  # no loop was set on this thread
-                loop = None
-            if loop is not None and not loop.is_running():
-                loop.close()
-                asyncio.set_event_loop(None)
-
-    return contextvars.Context().run(call)
+    return in_private_event_loop(lambda: _run_point(task))
 
 
 def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     plan: StudyPlan = task["plan"]
     runner = Runner(cwd=task.get("cwd"), kernel_name=task.get("kernel_name", "python3"),
-                    render_html=task.get("render_html", True), progress_bar=False, log=None)
+                    render_html=task.get("render_html", True), progress_bar=False, log=None,
+                    cache_dir=task.get("cache_dir"))
     retries = int(task.get("retries", 1))
     total = 0.0
     attempts = 0
@@ -316,6 +307,7 @@ class SweepRun:
     spec: SweepSpec
     results: list[PointResult] = field(default_factory=list)
     interrupted: bool = False
+    signal: str | None = None
 
     @property
     def failed(self) -> list[PointResult]:
@@ -323,8 +315,9 @@ class SweepRun:
 
 
 def _is_done(point: SweepPoint) -> bool:
-    res = read_json_object(point.output_dir / "results.json")
-    return bool(res) and res.get("status") == "ok"
+    """The point's folder holds a valid results.json with status ok (its id already names
+    its inputs, so those results are this point's)."""
+    return outputs.has_good_results(point.output_dir)
 
 
 def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "local",
@@ -332,7 +325,7 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
               processes: bool = True, retries: int = 1, render_html: bool = True,
               cwd: str | os.PathLike | None = None,
               point_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_point,
-              log: Any = "stderr") -> SweepRun:
+              log: Any = "stderr", cache_dir: str | os.PathLike | None = None) -> SweepRun:
     """Run validated ``points`` and return their results (also written to ``sweep.json``).
 
     Args:
@@ -349,9 +342,12 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
         point_fn: the task function (default :func:`run_point`).
         log: a text stream for progress lines (default ``"stderr"``: the current
             ``sys.stderr``; None: silent).
+        cache_dir: the cache root of the points' kernels (default: $STUDYLIB_CACHE or
+            outputs/cache, as seen by each worker).
 
-    Points whose ``results.json`` says ``ok`` are skipped. On Ctrl-C the points not yet
-    started are cancelled, ``interrupted`` is set, and what finished is recorded.
+    Points whose ``results.json`` says ``ok`` are skipped. On Ctrl-C (or SIGTERM / SIGHUP
+    inside :func:`termination_as_interrupt`) the points not yet started are cancelled,
+    ``interrupted`` is set, and what finished is recorded.
     """
     if executor not in ("local", "dask"):
         raise ValidationError(f"--executor {executor!r} is not one of local, dask")
@@ -373,7 +369,8 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
         f"{n_skip} already ok and skipped, {len(todo)} to run with the {executor} executor")
     tasks = {p.id: {"id": p.id, "overrides": p.overrides, "plan": p.plan,
                     "cwd": str(paths.resolve(cwd or paths.REPO_ROOT)),
-                    "kernel_name": "python3", "render_html": render_html, "retries": retries}
+                    "kernel_name": "python3", "render_html": render_html, "retries": retries,
+                    "cache_dir": str(paths.resolve(cache_dir)) if cache_dir else None}
              for p in todo}
     done = 0
 
@@ -393,9 +390,10 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
         else:
             _run_dask(todo, tasks, record, scheduler=scheduler, workers=workers,
                       processes=processes, point_fn=point_fn, say=say)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         run.interrupted = True
-        say("interrupted: outstanding points cancelled")
+        run.signal = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
+        say(f"interrupted ({run.signal}): outstanding points cancelled")
     for p in points:
         run.results.append(by_id.get(p.id) or PointResult(id=p.id, overrides=p.overrides,
                                                           status="cancelled"))
@@ -510,24 +508,47 @@ def format_sweep_table(run: SweepRun) -> str:
     return "\n".join(lines)
 
 
+def format_sweep_plan(points: list[SweepPoint]) -> str:
+    """What ``sweep --dry-run`` prints: each point's id, overrides and whether it would run."""
+    rows = [("point", "overrides", "state")]
+    for p in points:
+        state = "done (skipped)" if _is_done(p) else "would run"
+        rows.append((p.id, _describe(p.overrides), state))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def cmd_sweep(args) -> int:
     spec = load_sweep(args.file)
     runner = Runner(notebooks_dir=getattr(args, "notebooks_dir", None),
-                    params_dir=getattr(args, "params_dir", None), log=None)
+                    params_dir=getattr(args, "params_dir", None), log=None,
+                    cache_dir=getattr(args, "cache_dir", None))
     points = plan_sweep(spec, runner, args.output_root, device=args.device)
     if args.scheduler and args.executor != "dask":
         raise ValidationError("--scheduler needs --executor dask")
     if args.workers is not None and args.workers < 1:
         raise ValidationError(f"--workers must be at least 1, got {args.workers}")
-    run = run_sweep(spec, points, executor=args.executor, scheduler=args.scheduler,
-                    workers=args.workers)
+    if not points:
+        return 0
+    sweep_dir = points[0].output_dir.parent
+    if getattr(args, "dry_run", False):
+        runner.check_writable([p.plan for p in points], create=False)
+        print(f"dry run of sweep {spec.name}: {len(points)} points of {spec.study} (profile "
+              f"{spec.profile}) into {_display_path(sweep_dir)}; nothing is executed\n")
+        print(format_sweep_plan(points))
+        return 0
+    runner.check_writable([p.plan for p in points])
+    with outputs.FolderLock(sweep_dir), termination_as_interrupt():
+        run = run_sweep(spec, points, executor=args.executor, scheduler=args.scheduler,
+                        workers=args.workers, cache_dir=getattr(args, "cache_dir", None))
     print()
     print(format_sweep_table(run))
-    if points:
-        print(f"\noutputs: {_display_path(points[0].output_dir.parent)}  (table and figure: "
-              f"python -m studylib sweep-report --file {args.file})")
+    print(f"\noutputs: {_display_path(sweep_dir)}  (table and figure: "
+          f"python -m studylib sweep-report --file {args.file})")
     if run.interrupted:
-        return 130
+        return Interrupted(run.signal or "SIGINT").exit_code
     return 1 if run.failed else 0
 
 
@@ -540,18 +561,46 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def sweep_table(spec: SweepSpec, sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def point_ids(spec: SweepSpec, sweep_dir: Path, runner: Runner | None = None) -> list[str]:
+    """The folder name of each point of ``spec``, in order.
+
+    A point's id as planned now (:func:`plan_sweep`) when that folder exists; else the id the
+    last run recorded for the same overrides in ``sweep.json`` (a point run before the code,
+    the notebook or the profile changed) when that folder exists; else the planned id.
+    """
+    manifest = read_json_object(sweep_dir / "sweep.json") or {}
+    recorded = {_overrides_key(pt.get("overrides") or {}): pt.get("id")
+                for pt in manifest.get("points", []) if isinstance(pt, dict)}
+    try:
+        planned = [p.id for p in plan_sweep(spec, runner or Runner(log=None),
+                                            sweep_dir.parent)]
+    except ValidationError:  # the study is not here (a report on another machine)
+        planned = [None] * len(spec.points)
+    ids = []
+    for p, pid in zip(spec.points, planned, strict=True):
+        old = recorded.get(_overrides_key(p))
+        if pid and (sweep_dir / pid).is_dir():
+            ids.append(pid)
+        elif old and (sweep_dir / str(old)).is_dir():
+            ids.append(str(old))
+        else:
+            ids.append(pid or str(old or "p-unknown"))
+    return ids
+
+
+def sweep_table(spec: SweepSpec, sweep_dir: Path, runner: Runner | None = None
+                ) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of the sweep report, one row per point of the sweep file.
 
     Columns: ``point``, the varying parameters, ``status``, ``attempts``, ``runtime_s``, each
     metric (``metric:<name>``) and each claim's verdict (``claim:<id>``). A point that never
-    ran has status ``not run``.
+    ran has status ``not run``. ``runner`` finds the study's notebook and profiles (default:
+    the repository's).
     """
     rows: list[dict[str, Any]] = []
     metrics: list[str] = []
     claims: list[str] = []
-    for p in spec.points:
-        pid = point_id(spec.study, spec.profile, {**spec.base, **p})
+    for p, pid in zip(spec.points, point_ids(spec, sweep_dir, runner), strict=True):
         res = read_json_object(sweep_dir / pid / "results.json") or {}
         info = read_json_object(sweep_dir / pid / POINT_FILE) or {}
         row: dict[str, Any] = {"point": pid}
@@ -560,12 +609,16 @@ def sweep_table(spec: SweepSpec, sweep_dir: Path) -> tuple[list[str], list[dict[
         row["status"] = res.get("status", "not run")
         row["attempts"] = info.get("attempts", "")
         row["runtime_s"] = res.get("runtime_s", "")
-        for name, value in (res.get("metrics") or {}).items():
+        point_metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
+        for name, value in point_metrics.items():
             col = f"metric:{name}"
             if col not in metrics:
                 metrics.append(col)
             row[col] = value
-        for c in res.get("claims") or []:
+        point_claims = res.get("claims") if isinstance(res.get("claims"), list) else []
+        for c in point_claims:
+            if not isinstance(c, dict):
+                continue
             col = f"claim:{c.get('id')}"
             if col not in claims:
                 claims.append(col)
@@ -608,11 +661,11 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
         sns.stripplot(data=df, x="x", y="y", order=order, color="0.3", size=3, alpha=0.6,
                       ax=ax, legend=False)
         if len(df) >= 2:  # the spread across all points, e.g. a sweep over seeds
-            from ..core.results import mean_ci
+            from ..stats import t_interval
 
-            summary = mean_ci(df["y"].tolist())
-            lo, hi = summary["ci95"]
-            ax.axhline(summary["mean"], color="0.4", lw=1, ls="--",
+            summary = t_interval(df["y"].tolist())
+            lo, hi = summary.ci95
+            ax.axhline(summary.estimate, color="0.4", lw=1, ls="--",
                        label=f"mean of {len(df)} points")
             if np.isfinite(lo) and np.isfinite(hi):
                 ax.axhspan(lo, hi, color="0.5", alpha=0.15, label="95% CI of the mean")
@@ -630,7 +683,8 @@ def _plot_metric(rows, metric_col: str, x: str, hue: str | None, title: str) -> 
 
 
 def write_sweep_report(spec: SweepSpec, output_root: str | os.PathLike | None = None,
-                       metric: str | None = None, x: str | None = None) -> dict[str, Path]:
+                       metric: str | None = None, x: str | None = None,
+                       runner: Runner | None = None) -> dict[str, Path]:
     """Write ``sweep_report.csv``, ``SWEEP_REPORT.md`` and ``<metric>.png`` for a sweep.
 
     Args:
@@ -639,6 +693,8 @@ def write_sweep_report(spec: SweepSpec, output_root: str | os.PathLike | None = 
         metric: metric to plot (default ``spec.metric``, else the first one recorded).
         x: parameter on the x axis (default the first varying one); the second varying
             parameter, if any, becomes the hue.
+        runner: finds the study's notebook and profiles, for the point ids (default: the
+            repository's).
 
     Returns:
         ``{"csv": path, "markdown": path, "figure": path}`` (no ``figure`` when no point
@@ -649,7 +705,7 @@ def write_sweep_report(spec: SweepSpec, output_root: str | os.PathLike | None = 
     """
     root = paths.resolve(output_root or paths.OUTPUTS_DIR / SWEEPS_DIR_NAME)
     sweep_dir = root / spec.name
-    columns, rows = sweep_table(spec, sweep_dir)
+    columns, rows = sweep_table(spec, sweep_dir, runner)
     metric_cols = [c for c in columns if c.startswith("metric:")]
     metric = metric or spec.metric
     if metric is not None and f"metric:{metric}" not in metric_cols:
@@ -708,7 +764,10 @@ def write_sweep_report(spec: SweepSpec, output_root: str | os.PathLike | None = 
 
 def cmd_sweep_report(args) -> int:
     spec = load_sweep(args.file)
-    out = write_sweep_report(spec, args.output_root, metric=args.metric, x=args.x)
+    runner = Runner(notebooks_dir=getattr(args, "notebooks_dir", None),
+                    params_dir=getattr(args, "params_dir", None), log=None)
+    out = write_sweep_report(spec, args.output_root, metric=args.metric, x=args.x,
+                             runner=runner)
     for kind, path in out.items():
         print(f"{kind}: {_display_path(path)}")
     return 0

@@ -79,10 +79,24 @@ def replace_between_markers(path: str | os.PathLike, start: str, end: str, body:
     return atomic_write_text(path, f"{head}{start}\n{body.strip()}\n{end}{tail}")
 
 
-_NOT_IN_DIGEST = {"cli", "stats"}
+_NOT_IN_DIGEST = ("cli", "stats")
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
+def _package_digest(excluded: tuple[str, ...]) -> str:
+    """SHA-256 of the source of every module of ``studylib`` except the subpackages named in
+    ``excluded``; read once per process and per ``excluded``."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in excluded:
+            continue
+        h.update(rel.as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def code_digest() -> str:
     """SHA-256 of the source of every module of ``studylib`` and its subpackages, except the
     command line (``cli/``) and the statistics of the claims (``stats/``), read once per
@@ -95,15 +109,18 @@ def code_digest() -> str:
     a cached model, so those two subpackages stay out of the key. Notebooks and parameters are
     not part of it either (they enter keys through their values).
     """
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        rel = f.relative_to(root)
-        if rel.parts[0] in _NOT_IN_DIGEST:
-            continue
-        h.update(rel.as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    return _package_digest(_NOT_IN_DIGEST)
+
+
+def results_digest() -> str:
+    """SHA-256 of every module of ``studylib`` except the command line (``cli/``).
+
+    What a study's results depend on: unlike :func:`code_digest` it includes ``stats/``, since
+    a change to an interval or a rule changes the verdicts in results.json. Part of the inputs
+    a sweep point id and ``run --resume`` compare, so a rerun after editing the package runs
+    again instead of keeping results of older code.
+    """
+    return _package_digest(("cli",))
 
 
 def cache_key(blob: dict[str, Any]) -> str:

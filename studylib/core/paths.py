@@ -28,9 +28,25 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-# ``$STUDYLIB_CACHE`` moves the cache of trained models (for example to a scratch disk, or to
-# an empty folder to retrain everything without deleting the usual cache); a relative path is
-# taken from the repository root, like every other path given to studylib.
-CACHE_DIR = resolve(os.environ["STUDYLIB_CACHE"]) if os.environ.get("STUDYLIB_CACHE") \
-    else OUTPUTS_DIR / "cache"
+#: The environment variable that moves the cache root (``--cache-dir`` of ``run`` and ``sweep``
+#: sets it for the kernels they start).
+CACHE_ENV = "STUDYLIB_CACHE"
+
+
+def cache_root() -> Path:
+    """Root of every cache (trained checkpoints, posteriors, pruning runs): ``$STUDYLIB_CACHE``
+    when set, else ``outputs/cache`` in the repository.
+
+    ``$STUDYLIB_CACHE`` moves it, for example to a scratch disk, or to an empty folder to
+    rebuild everything without deleting the usual cache; a relative path is taken from the
+    repository root, like every other path given to studylib. Read when called, so a process
+    that sets the variable (the runner, for its kernels) sees the new value.
+    """
+    env = os.environ.get(CACHE_ENV)
+    return resolve(env) if env else OUTPUTS_DIR / "cache"
+
+
+# Read once at import: a notebook kernel's cache root is fixed for its lifetime (the runner
+# sets $STUDYLIB_CACHE before it starts the kernel).
+CACHE_DIR = cache_root()
 CHECKPOINT_DIR = CACHE_DIR / "checkpoints"

@@ -65,18 +65,114 @@ def progress_enabled() -> bool:
     """Progress bars are on unless ``STUDYLIB_PROGRESS`` is 0/false/no/off.
 
     ``make notebooks`` and ``make test`` turn them off so committed notebook outputs and nbval
-    re-runs compare equal; Papermill runs through ``python -m studylib run`` keep them.
+    re-runs compare equal; Papermill runs through ``python -m studylib run`` keep them, and
+    send them to the runner's terminal rather than into the notebook (see :func:`progress`).
     """
     return os.environ.get("STUDYLIB_PROGRESS", "1").strip().lower() not in _PROGRESS_OFF
 
 
+# ----------------------------------------------------------------------------- the event channel
+#
+# ``python -m studylib run`` gives every kernel it starts a file to append progress events to
+# (``$STUDYLIB_EVENTS``, one JSON object per line) and forwards them to its own terminal
+# (``studylib.cli.progress``). Progress bars therefore reach the person running the study, and
+# stay out of the executed notebook and its HTML. Without the variable (JupyterLab, nbval, a
+# plain ``papermill`` call) bars go to stderr as usual.
+
+#: The environment variable naming the event file of a kernel started by the runner.
+EVENTS_ENV = "STUDYLIB_EVENTS"
+
+
+class _EventChannel:
+    """Appends one JSON line per event to ``$STUDYLIB_EVENTS``.
+
+    The file is opened for each event (a bar redraws at most once a second), so no handle
+    outlives a kernel or a test that sets the variable.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+
+    def emit(self, event: dict[str, Any]) -> bool:
+        import json
+
+        path = os.environ.get(EVENTS_ENV)
+        if not path:
+            return False
+        line = json.dumps(event, default=str) + "\n"
+        with self._lock:
+            try:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            except OSError:  # progress must never fail a study (e.g. a full disk)
+                return False
+        return True
+
+
+_CHANNEL = _EventChannel()
+
+
+def emit_event(kind: str, **fields: Any) -> bool:
+    """Send an event to the runner's terminal; False when no runner listens.
+
+    Kinds the runner understands: ``bar`` (``text``: a progress bar's current line; an empty
+    text means the bar closed), ``notice`` (``text``: a line to print) and ``cache`` (``kind``,
+    ``path``, ``hit``: a cache entry a study read or wrote, kept in the folder's ``run.json``
+    so ``run --dry-run`` can say which cached models exist).
+    """
+    return _CHANNEL.emit({"event": kind, **fields})
+
+
+def notify(message: str, *, warn: bool = False) -> None:
+    """Say something the person running a study must see, e.g. that a cache entry was
+    unreadable and is being rebuilt: on the runner's terminal (when a runner listens) and on
+    stderr, which is the notebook's output in a kernel and the terminal otherwise.
+
+    ``warn=True`` issues it as a ``UserWarning`` instead of a plain stderr line (so callers
+    and tests can catch it with the warnings machinery).
+    """
+    emit_event("notice", text=message)
+    if warn:
+        import warnings
+
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _BarStream:
+    """A file-like target for tqdm that turns each redraw into a ``bar`` event."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        line = text.replace("\n", "\r").split("\r")
+        shown = next((part.strip() for part in reversed(line) if part.strip()), "")
+        emit_event("bar", text=shown)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 def progress(iterable: Iterable | None = None, desc: str | None = None, total: int | None = None,
              leave: bool = False, **kwargs: Any):
-    """A plain-text tqdm bar (no widgets, so notebooks render statically) on stderr."""
+    """A plain-text tqdm bar (no widgets, so notebooks render statically).
+
+    Under ``python -m studylib run`` the bar goes to the runner's terminal (the event channel
+    above), never into the executed notebook; elsewhere it is drawn on stderr. Off when
+    ``STUDYLIB_PROGRESS`` is 0.
+    """
     from tqdm import tqdm
 
+    target = _BarStream() if os.environ.get(EVENTS_ENV) else sys.stderr
     return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not progress_enabled(),
-                mininterval=1.0, dynamic_ncols=False, ncols=90, file=sys.stderr, **kwargs)
+                mininterval=1.0, dynamic_ncols=False, ncols=90, file=target, **kwargs)
 
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
