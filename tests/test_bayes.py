@@ -140,6 +140,17 @@ def test_vi_learns_separable_blobs_and_caches(tmp_path):
                          progress=False)
     assert again.from_cache and not post.from_cache
     assert all(torch.equal(again.locs[k], post.locs[k]) for k in post.locs)
+    # a corrupt entry (a truncated write, another version) is discarded, said, and rebuilt
+    (entry,) = tmp_path.glob("vi-*.pt")
+    entry.write_bytes(entry.read_bytes()[:40])
+    rebuilt = bayes.fit_vi(bayes.bayesian_mlp(2, 2, hidden=(8,), seed=0), (x, y), epochs=40,
+                           batch_size=60, lr=0.05, seed=0, cache=True, cache_dir=tmp_path,
+                           progress=False)
+    assert not rebuilt.from_cache
+    assert all(torch.equal(rebuilt.locs[k], post.locs[k]) for k in post.locs)
+    assert bayes.fit_vi(bayes.bayesian_mlp(2, 2, hidden=(8,), seed=0), (x, y), epochs=40,
+                        batch_size=60, lr=0.05, seed=0, cache=True, cache_dir=tmp_path,
+                        progress=False).from_cache
 
 
 def test_fit_vi_rejects_bad_arguments():

@@ -341,3 +341,27 @@ def test_network_set_from_vi_posterior_matches_bayes_forward():
     x = torch.rand(5, 12)
     ref = post.forward_samples(x, post.draw(6, seed=4))
     assert torch.allclose(nets(x), ref, atol=1e-5)
+
+
+def test_the_hmc_sample_cache_rebuilds_a_corrupt_entry(tmp_path, monkeypatch):
+    """A truncated HMC cache entry is discarded and the chain run again (same seed: same
+    samples), instead of failing every rerun."""
+    from types import SimpleNamespace
+
+    from studylib.core import paths
+    from studylib.techniques.bayes import bayesian_mlp
+
+    monkeypatch.setattr(paths, "CHECKPOINT_DIR", tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 4, generator=gen)
+    bundle = SimpleNamespace(train=SimpleNamespace(x=x, y=(x[:, 0] > 0).long()),
+                             spec={"name": "toy", "n": 20})
+    kw = dict(num_samples=3, warmup_steps=2, num_leapfrog=2, seed=0)
+    first, info = V._hmc_cached(bayesian_mlp(4, 2, hidden=(3,), seed=0), bundle, **kw)
+    assert not info["from_cache"]
+    assert V._hmc_cached(bayesian_mlp(4, 2, hidden=(3,), seed=0), bundle, **kw)[1]["from_cache"]
+    (entry,) = tmp_path.glob("hmc-*.pt")
+    entry.write_bytes(b"not a torch file")
+    again, info = V._hmc_cached(bayesian_mlp(4, 2, hidden=(3,), seed=0), bundle, **kw)
+    assert not info["from_cache"]
+    assert all(torch.equal(again[k], first[k]) for k in first)

@@ -17,7 +17,7 @@ import torch
 
 from . import paths
 from .io import atomic_write_json, to_jsonable
-from .results import VERDICTS, validate_results
+from .results import validate_results
 
 _PROGRESS_OFF = {"0", "false", "no", "off"}
 
@@ -287,20 +287,6 @@ class StudyContext:
         v = float(value)
         self.metrics[name] = None if math.isnan(v) else v
         return self.metrics[name]
-
-    def claim(self, id: str, statement: str, verdict: str, evidence: dict[str, Any]) -> dict:
-        """Record a claim with its computed verdict and the numbers behind it."""
-        if verdict not in VERDICTS:
-            raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
-        if any(c["id"] == id for c in self.claims):
-            raise ValueError(f"claim {id!r} was recorded twice")
-        entry = {"id": id, "statement": statement, "verdict": verdict,
-                 "evidence": to_jsonable(evidence)}
-        self.claims.append(entry)
-        # The verdict line only: the evidence is in results.json, and its raw numbers would
-        # print float noise (the notebook prints what a reader needs, through studylib.fmt).
-        print(f"[{verdict}] {id}")
-        return entry
 
     def add(self, claim) -> None:
         """Record a typed claim (:class:`studylib.stats.Claim`) and show its readable block.

@@ -67,7 +67,8 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from ..core import paths
-from ..core.io import atomic_torch_save, cache_key
+from ..core.cache import load_entry, save_entry
+from ..core.io import cache_key
 from ..core.runtime import progress as progress_bar
 from ..stats.auc import roc_auc
 
@@ -633,14 +634,12 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
                 "kl_weight": kl_weight}
     key = _vi_cache_key(bnet, data_id, settings, seed)
     path = (Path(cache_dir) if cache_dir else paths.CHECKPOINT_DIR) / f"vi-{key}.pt"
-    if cache and path.exists():
-        try:
-            ck = torch.load(path, map_location=device, weights_only=True)
-            post = VIPosterior(bnet, ck["locs"], ck["scales"], ck.get("history", []))
-            post.from_cache = True
-            return post
-        except Exception:  # unreadable or stale: train again
-            path.unlink(missing_ok=True)
+    ck = load_entry(path, what="VI posterior", map_location=device,
+                    check=lambda ck: "locs" in ck and "scales" in ck) if cache else None
+    if ck is not None:
+        post = VIPosterior(bnet, ck["locs"], ck["scales"], ck.get("history", []))
+        post.from_cache = True
+        return post
 
     n = len(y_all)
     init_values = {k: v.detach().clone() for k, v in bnet.template.named_parameters()}
@@ -679,9 +678,9 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
             scales = {k: attrgetter(k)(guide.scales).detach().clone() for k in bnet.site_shapes}
     post = VIPosterior(bnet, locs, scales, history)
     if cache:
-        atomic_torch_save({"locs": {k: v.cpu() for k, v in locs.items()},
-                           "scales": {k: v.cpu() for k, v in scales.items()},
-                           "history": history}, path)
+        save_entry(path, {"locs": {k: v.cpu() for k, v in locs.items()},
+                          "scales": {k: v.cpu() for k, v in scales.items()},
+                          "history": history}, what="VI posterior")
     return post
 
 

@@ -822,7 +822,7 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
         One dict per snapshot: ``fraction``, ``removed`` (count), ``gate_values`` (flat array),
         ``state_dict`` (CPU tensors), ``minibatches`` (trained so far).
     """
-    from ..core.io import atomic_torch_save
+    from ..core.cache import discard_entry, load_entry, save_entry
     from ..core.runtime import progress as progress_bar
     from ..core.runtime import select_device
     from ..training import TrainConfig, checkpoint_key
@@ -836,15 +836,17 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
                          f"taylor_prune({json.dumps(asdict(config), sort_keys=True)},"
                          f"mask={gates.mask_digest()},gates={[g.name for g in gates.gates]})")
     path = _cache_path(key)
-    if cache and path.exists():
+    blob = load_entry(path, what="pruning run", check=lambda b: "snapshots" in b) if cache \
+        else None
+    if blob is not None:
+        snaps = blob["snapshots"]
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            snaps = blob["snapshots"]
             model.load_state_dict(snaps[-1]["state_dict"])
             gates.set_values(snaps[-1]["gate_values"])
+        except Exception as exc:  # a run of another model or gate layout: prune again
+            discard_entry(path, f"{type(exc).__name__}: {exc}", what="pruning run")
+        else:
             return [{**s, "gate_values": np.asarray(s["gate_values"])} for s in snaps]
-        except Exception:  # unreadable cache: prune again
-            path.unlink(missing_ok=True)
 
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -898,8 +900,8 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
     model.eval()
     gates.zero_grad()
     if cache:
-        atomic_torch_save({"snapshots": [{**s, "gate_values": torch.as_tensor(s["gate_values"])}
-                                         for s in snapshots]}, path)
+        save_entry(path, {"snapshots": [{**s, "gate_values": torch.as_tensor(s["gate_values"])}
+                                        for s in snapshots]}, what="pruning run")
     return snapshots
 
 

@@ -987,15 +987,16 @@ def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: in
     (``fit_nuts`` has no cache of its own; notebooks re-run for nbval must not re-sample.)
     """
 
-    from ..core.io import atomic_torch_save
+    from ..core.cache import load_entry, save_entry
     from . import bayes
 
     path = _sampler_cache_path({
         "kind": "nuts", "v": 1, "bnet": bnet.config, "data": data_id,
         "num_samples": num_samples, "warmup": warmup_steps, "depth": max_tree_depth,
         "seed": int(seed)})
-    if cache and path.exists():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_entry(path, what="NUTS samples", check=lambda ck: "samples" in ck) if cache \
+        else None
+    if ck is not None:
         post = bayes.MCMCPosterior(bnet, ck["samples"], ck.get("diagnostics", {}))
         post.from_cache = True
         return post
@@ -1003,8 +1004,8 @@ def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: in
                           seed=seed, max_tree_depth=max_tree_depth, progress=False)
     post.from_cache = False
     if cache:
-        atomic_torch_save({"samples": {k: v.cpu() for k, v in post.samples.items()},
-                           "diagnostics": post.diagnostics}, path)
+        save_entry(path, {"samples": {k: v.cpu() for k, v in post.samples.items()},
+                          "diagnostics": post.diagnostics}, what="NUTS samples")
     return post
 
 
@@ -1013,15 +1014,16 @@ def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
                 cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
 
-    from ..core.io import atomic_torch_save
+    from ..core.cache import load_entry, save_entry
     from ..core.runtime import select_device
 
     path = _sampler_cache_path({
         "kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
         "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
         "seed": int(seed)})
-    if cache and path.exists():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_entry(path, what="HMC samples",
+                    check=lambda ck: "samples" in ck and "info" in ck) if cache else None
+    if ck is not None:
         return ck["samples"], dict(ck["info"], from_cache=True)
     dev = select_device(device)
     bnet.to(dev)
@@ -1031,7 +1033,7 @@ def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
     bnet.to("cpu")
     samples = {k: v.cpu() for k, v in samples.items()}
     if cache:
-        atomic_torch_save({"samples": samples, "info": info}, path)
+        save_entry(path, {"samples": samples, "info": info}, what="HMC samples")
     return samples, dict(info, from_cache=False)
 
 
