@@ -204,3 +204,29 @@ def test_readme_commands_parser_joins_lines_and_drops_comments():
 @pytest.mark.parametrize("command", readme_commands())
 def test_readme_command(command):
     check_command(command)
+
+
+def notebook_commands() -> list[tuple[str, str]]:
+    """``(study, command)`` for every command a notebook's first cell tells the reader to run:
+    its fenced blocks (unlabelled or ``bash``) and inline code spans that start with ``papermill`` or
+    ``python -m studylib`` (continuation lines joined)."""
+    import json
+
+    out = []
+    for nb_path in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb")):
+        first = "".join(json.loads(nb_path.read_text())["cells"][0]["source"])
+        # a notebook's blocks are often unlabelled: read them as shell
+        cmds = readme_commands(re.sub(r"^```[ \t]*\n", "```bash\n", first, flags=re.M))
+        text = re.sub(r"^```.*?^```", "", first, flags=re.M | re.S).replace("\\\n", " ")
+        cmds += [m.strip() for m in re.findall(r"`([^`]+)`", text.replace("\n", " "))
+                 if m.strip().startswith(("papermill ", "python -m studylib "))]
+        out += [(nb_path.stem, c) for c in cmds]
+    return out
+
+
+@pytest.mark.parametrize("study, command", notebook_commands())
+def test_notebook_rerun_command(study, command):
+    # "--profile default|paper" in prose names two commands; check each
+    for variant in ([command.replace("default|paper", p) for p in ("default", "paper")]
+                    if "default|paper" in command else [command]):
+        check_command(variant)
