@@ -81,3 +81,23 @@ def test_every_study_settings_reads_its_notebooks_parameters():
         params = {name: p.default for name, p in RUNNER.parameters(study).items()}
         missing = {f.name for f in dataclasses.fields(module.Settings)} - set(params)
         assert not missing, f"{study}: Settings fields without a parameter: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_a_notebook_is_glue(study):
+    """At most 60 code lines outside the parameters cell, and no verdict decided in a cell:
+    no verdict string, no hand-written rule; claims come from studylib.studies through
+    ctx.add."""
+    import re
+
+    nb = json.loads(RUNNER.notebook(study).read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+            and "parameters" not in c.get("metadata", {}).get("tags", [])]
+    lines = [ln for src in code for ln in src.splitlines()
+             if ln.strip() and not ln.strip().startswith("#")]
+    assert len(lines) <= 60, f"{study}: {len(lines)} code lines outside the parameters cell"
+    text = "\n".join(code)
+    assert not re.search(r"[\"'](reproduced|not reproduced|inconclusive)[\"']|Verdict\.|"
+                         r"\.decide\(|Rule\(|make_claim\(|claim_over_conditions\(", text), \
+        f"{study}: verdict logic in a notebook cell"
+    assert "ctx.add(" in text, f"{study}: records no claim"
