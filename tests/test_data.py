@@ -9,6 +9,13 @@ import pytest
 import torch
 
 from studylib import data
+from studylib.core import paths
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Decoded mammograms are cached under the cache root: keep them out of outputs/cache."""
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
 
 # --------------------------------------------------------------------------------------------
 # Containers and load()
@@ -490,5 +497,8 @@ def test_mnist_reads_the_raw_idx_layout(tmp_path):
     orig = labels["train"][sub.train.extras["index"].numpy()]
     assert np.array_equal(np.where(orig == 3, 0, 1), sub.train.y.numpy())
     assert set(labels["t10k"][sub.test.extras["index"].numpy()]) == {1, 3}
-    assert sub.spec == {"name": "mnist", "image_size": 14, "n_train": 4, "n_test": None,
-                        "classes": ["3", "1"], "seed": 0}
+    spec = dict(sub.spec)
+    digest = spec.pop("content_sha256")
+    assert spec == {"name": "mnist", "image_size": 14, "n_train": 4, "n_test": None,
+                    "classes": ["3", "1"], "seed": 0}
+    assert len(digest) == 64 and digest != b.spec["content_sha256"]  # other rows, other digest

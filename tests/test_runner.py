@@ -440,3 +440,72 @@ def test_strip_progress_outputs_keeps_other_stderr_text():
     assert strip_progress_outputs(nb) == 2
     assert [o.get("text") for o in nb.cells[0].outputs] == [
         "UserWarning: keep me\n", "10%|# printed on purpose\n"]
+
+
+# ------------------------------------------------------------- dict overrides, data root
+
+
+def test_merge_override_merges_mappings_recursively_and_replaces_the_rest():
+    from studylib.cli.parameters import merge_override
+
+    base = {"a": 1, "b": {"c": 2, "d": [1, 2]}}
+    assert merge_override(base, {"b": {"d": [3]}, "e": 4}) == {"a": 1, "b": {"c": 2, "d": [3]},
+                                                               "e": 4}
+    assert base == {"a": 1, "b": {"c": 2, "d": [1, 2]}}  # not modified in place
+    assert merge_override(base, [1]) == [1] and merge_override(3, {"x": 1}) == {"x": 1}
+
+
+def test_set_merges_a_mapping_into_the_profiles_and_replace_replaces_it():
+    runner = Runner(log=None)
+    study = "02_mammogram_perturbation"
+    (plan,) = runner.plan("paper", [study], sets=["data_kwargs={csv: b.csv}"])
+    assert plan.parameters["data_kwargs"] == {"data_root": "mammograms", "csv": "b.csv",
+                                              "resize": "resize"}
+    (plan,) = runner.plan("paper", [study], replaces=["data_kwargs={csv: b.csv}"])
+    assert plan.parameters["data_kwargs"] == {"csv": "b.csv"}
+    # nested mappings merge too: one key of one setup of study 06
+    (plan,) = runner.plan("paper", ["06_taylor_pruning"],
+                          sets=["setups={resnet18_cifar10: {epochs: 1}}"])
+    setup = plan.parameters["setups"]["resnet18_cifar10"]
+    assert setup["epochs"] == 1 and setup["lr"] == 0.001 and setup["model"] == "resnet"
+    assert setup["model_kwargs"]["widths"] == [64, 128, 256, 512]
+    # the smoke profile merges into the notebook's own default
+    (plan,) = runner.plan("smoke", ["06_taylor_pruning"], sets=["setups={}"])
+    assert plan.parameters["setups"]  # an empty mapping changes nothing
+    with pytest.raises(ValidationError, match="given twice"):
+        runner.plan("paper", [study], sets=["seeds=[0]"], replaces=["seeds=[1]"])
+
+
+def test_data_root_and_download_reach_the_kernels_and_the_inputs(tmp_path, monkeypatch):
+    monkeypatch.delenv(paths.DOWNLOAD_ENV, raising=False)
+    runner = Runner(log=None, data_root=tmp_path, download=True)
+    env = runner._kernel_env(tmp_path / "events")
+    assert env[paths.DATA_ENV] == str(tmp_path) and env[paths.DOWNLOAD_ENV] == "1"
+    plain = Runner(log=None)
+    assert paths.DOWNLOAD_ENV not in plain._kernel_env(tmp_path / "events")
+    (plan,) = runner.plan("paper", ["04_saliency_baselines"])
+    assert runner.inputs(plan)["data_root"] == str(tmp_path)
+    assert "data_root" not in plain.inputs(plan)  # records of runs without it stay comparable
+    assert f"data root: {tmp_path} (from --data-root)" in runner.describe(plan)
+    from studylib.cli.__main__ import build_parser
+
+    args = build_parser().parse_args(["run", "--data-root", "d", "--download", "--replace",
+                                      "seeds=[0]"])
+    assert (args.data_root, args.download, args.replace) == ("d", True, ["seeds=[0]"])
+
+
+def test_the_cifar_command_of_study_01s_paper_profile_replaces_its_regimes():
+    import shlex
+
+    from studylib.cli.__main__ import build_parser
+
+    text = (paths.PARAMS_DIR / "01_loss_visualization" / "paper.yaml").read_text()
+    lines = [ln.lstrip("# ").rstrip() for ln in text.splitlines() if ln.startswith("#")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("python -m studylib run"))
+    command = " ".join(ln.rstrip("\\") for ln in lines[start:start + 4])
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    (plan,) = Runner(log=None).plan(args.profile, args.study, sets=args.set,
+                                    replaces=args.replace)
+    regimes = plan.parameters["regimes"]
+    assert regimes["pgd_small"] == {"kind": "pgd_at", "eps": 0.007843, "steps": 10}
+    assert plan.parameters["architectures"]["small_cnn"] == {"width": 32, "hidden": 256}

@@ -1,4 +1,4 @@
-"""Command line: ``python -m studylib {list,run,report,sweep,sweep-report}``.
+"""Command line: ``python -m studylib {list,run,report,sweep,sweep-report,data}``.
 
 Examples::
 
@@ -7,11 +7,14 @@ Examples::
     python -m studylib run --profile smoke --study 06_taylor_pruning --set seeds=[0,1] --device cpu
     python -m studylib run --profile default --dry-run      # what would run, from where; runs nothing
     python -m studylib run --profile paper --device cuda:1 --resume
+    python -m studylib run --profile paper --data-root /data/studylib --set data_kwargs={csv: b.csv}
+    python -m studylib data check --profile paper           # which data sets are there
+    python -m studylib data prepare                         # download what torchvision can
     python -m studylib report --profile default
     python -m studylib sweep --file params/sweeps/taylor_seeds_smoke.yaml --executor dask --workers 2
     python -m studylib sweep-report --file params/sweeps/taylor_seeds_smoke.yaml --metric <name>
 
-Exit codes: 0 success; 1 a study/point failed; 2 invalid arguments, profile, study,
+Exit codes: 0 success; 1 a study/point failed (``data``: a data set is missing); 2 invalid arguments, profile, study,
 parameter or value, an output folder that cannot be written or is in use by another run
 (nothing was run); 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
@@ -36,6 +39,12 @@ def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="cache root of trained models and posteriors for the kernels "
                         "(default: $STUDYLIB_CACHE, else outputs/cache)")
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where the real data sets are (default: $STUDYLIB_DATA, else "
+                        "~/.cache/studylib/data); a study's relative data_root is taken from it")
 
 
 def _add_dirs(p: argparse.ArgumentParser, *, output_root: bool = True) -> None:
@@ -65,10 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study id(s): --study A B or --study A --study B (default: every study)")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override parameters (values parsed as YAML: seeds=[0,1]); "
-                        "--set a=1 b=2 or --set a=1 --set b=2")
+                        "--set a=1 b=2 or --set a=1 --set b=2; a mapping merges into the "
+                        "profile's key by key: --set 'data_kwargs={csv: b.csv}'")
+    p.add_argument("--replace", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="like --set, but a mapping replaces the profile's whole")
     p.add_argument("--device", default=None, type=_device, metavar="DEVICE",
                    help="auto, cpu, cuda or cuda:N, injected into every notebook (default: "
                         "the profile's or notebook's own, normally auto)")
+    _add_data_root(p)
+    p.add_argument("--download", action="store_true",
+                   help="let the studies download a missing torchvision data set (MNIST, "
+                        "CIFAR-10, GTSRB); off by default, see also `data prepare`")
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer than this (default: no limit)")
     p.add_argument("--dry-run", action="store_true",
@@ -108,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points go to DIR/<sweep name>/<point id>/ (default: outputs/sweeps/)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate every point and print its id, overrides and state; run nothing")
+    _add_data_root(p)
+    p.add_argument("--download", action="store_true",
+                   help="let the points download a missing torchvision data set")
     _add_cache_dir(p)
     _add_dirs(p, output_root=False)
 
@@ -120,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default=None, metavar="DIR",
                    help="default: outputs/sweeps/")
     _add_dirs(p, output_root=False)
+
+    p = sub.add_parser("data", help="check for, or download, the data sets a profile reads")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    for action, text in (("check", "say, for every data set the profile reads from disk, "
+                                   "whether it is found, where, the layout and how to get it; "
+                                   "exit 1 when one is missing (downloads nothing)"),
+                         ("prepare", "download the missing data sets torchvision can "
+                                     "(MNIST, CIFAR-10, GTSRB), then check")):
+        q = dsub.add_parser(action, help=text, description=text)
+        q.add_argument("--profile", default="paper",
+                       help="the profile whose data sets to look at (default: paper)")
+        q.add_argument("--study", action="extend", nargs="+", default=None, metavar="S",
+                       help="study id(s) (default: every study)")
+        q.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="parameter overrides, as for run (e.g. a data_kwargs of your own)")
+        q.add_argument("--dataset", action="extend", nargs="+", default=None, metavar="NAME",
+                       help="these data sets instead of a profile's (mnist, cifar10, gtsrb, "
+                            "mammo_folder)")
+        _add_data_root(q)
+        _add_dirs(q, output_root=False)
     return parser
 
 
@@ -142,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep-report":
             from .sweep import cmd_sweep_report
             return cmd_sweep_report(args)
+        if args.command == "data":
+            from .data import cmd_data
+            return cmd_data(args)
     except ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

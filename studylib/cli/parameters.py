@@ -470,6 +470,24 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key, fix_yaml_floats(value)
 
 
+def merge_override(base: Any, override: Any) -> Any:
+    """An override applied to a value: a mapping merges into a mapping key by key (recursively,
+    so ``{setup_a: {epochs: 1}}`` changes one key of one setup and keeps the rest); anything
+    else replaces the value.
+
+    >>> merge_override({"data_root": "m", "csv": "a.csv"}, {"csv": "b.csv"})
+    {'data_root': 'm', 'csv': 'b.csv'}
+    >>> merge_override([1, 2], [3])
+    [3]
+    """
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge_override(base[key], value) if key in base else value
+        return merged
+    return override
+
+
 def load_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping (an empty file is ``{}``).
 

@@ -53,6 +53,7 @@ from .parameters import (
     check_device,
     fmt_list,
     load_yaml_mapping,
+    merge_override,
     notebook_title,
     parse_set,
     read_parameters,
@@ -201,6 +202,12 @@ class Runner:
             is when a line is written; ``None`` silences them.
         cache_dir: the cache root the kernels use (``$STUDYLIB_CACHE`` for them); default:
             this process's (``$STUDYLIB_CACHE`` or ``outputs/cache``).
+        data_root: the data root every study reads its data sets from (``$STUDYLIB_DATA`` for
+            the kernels, so it reaches every loader without a parameter of its own; a study's
+            explicit ``data_root`` argument, relative paths included, is taken from it);
+            default: this process's (``$STUDYLIB_DATA`` or ``~/.cache/studylib/data``).
+        download: let the kernels' loaders download a missing torchvision data set
+            (``$STUDYLIB_DOWNLOAD=1`` for them); default False.
     """
 
     def __init__(self, notebooks_dir: str | os.PathLike | None = None,
@@ -209,7 +216,8 @@ class Runner:
                  cwd: str | os.PathLike | None = None, kernel_name: str = "python3",
                  render_html: bool = True, progress_bar: bool | None = None,
                  execution_timeout: int | None = None, start_timeout: int = 300,
-                 log: Any = "stderr", cache_dir: str | os.PathLike | None = None) -> None:
+                 log: Any = "stderr", cache_dir: str | os.PathLike | None = None,
+                 data_root: str | os.PathLike | None = None, download: bool = False) -> None:
         self.notebooks_dir = paths.resolve(notebooks_dir or paths.NOTEBOOKS_DIR)
         self.params_dir = paths.resolve(params_dir or paths.PARAMS_DIR)
         self.output_root = paths.resolve(output_root or paths.OUTPUTS_DIR)
@@ -221,6 +229,8 @@ class Runner:
         self.start_timeout = start_timeout
         self.log = log
         self.cache_dir = paths.resolve(cache_dir) if cache_dir else None
+        self.data_root = paths.resolve(data_root) if data_root else None
+        self.download = bool(download)
         self._param_cache: dict[str, dict[str, Parameter]] = {}
 
     @property
@@ -356,7 +366,8 @@ class Runner:
 
     def plan_one(self, study: str, profile: str, overrides: dict[str, Any] | None = None,
                  *, device: str | None = None, output_dir: str | os.PathLike | None = None,
-                 source: str = "overrides") -> StudyPlan:
+                 source: str = "overrides", merge: bool = False,
+                 replace: frozenset[str] | set[str] = frozenset()) -> StudyPlan:
         """Validate one execution: profile YAML, then ``overrides``, then ``device``.
 
         Args:
@@ -367,6 +378,11 @@ class Runner:
                 notebook's own.
             output_dir: where to write (default ``<output_root>/<profile>/<study>``).
             source: how to name ``overrides`` in error messages (and in ``sources``).
+            merge: a mapping override merges into the profile's (or notebook's) mapping key by
+                key (:func:`merge_override`) instead of replacing it; ``run --set`` does this,
+                sweep points replace (default False).
+            replace: names whose override replaces the value even with ``merge`` (``run
+                --replace``).
         """
         self.check_study(study)
         self.check_profile(study, profile)
@@ -378,6 +394,12 @@ class Runner:
         merged.update(prof)
         sources.update({k: _display_path(rel) for k in prof})
         extra = dict(overrides or {})
+        if merge:
+            declared = self.parameters(study)
+            for key, value in extra.items():
+                if key in replace or key not in declared:
+                    continue  # an unknown name is reported by the validation below
+                extra[key] = merge_override(merged.get(key, declared[key].default), value)
         self.validate_overrides(study, extra, source=source, allow_device=False)
         merged.update(extra)
         sources.update({k: source for k in extra})
@@ -399,13 +421,17 @@ class Runner:
                          sources=sources)
 
     def plan(self, profile: str = "default", studies: list[str] | None = None,
-             sets: list[str] | None = None, device: str | None = None) -> list[StudyPlan]:
+             sets: list[str] | None = None, device: str | None = None,
+             replaces: list[str] | None = None) -> list[StudyPlan]:
         """Validate a whole ``run`` before anything executes (nothing is written).
 
         Args:
             profile: the profile for every selected study.
             studies: study ids (default: every notebook in ``notebooks_dir``).
-            sets: ``key=value`` strings applied to every selected study.
+            sets: ``key=value`` strings applied to every selected study; a mapping value merges
+                into the profile's mapping key by key (``--set data_kwargs={csv: b.csv}`` keeps
+                the profile's other ``data_kwargs``).
+            replaces: ``key=value`` strings that replace the value whole (``--replace``).
             device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` or None (the
                 notebook's/profile's own).
 
@@ -423,12 +449,18 @@ class Runner:
                 raise ValidationError(f"study {s!r} is named twice")
             seen.add(s)
         overrides: dict[str, Any] = {}
-        for item in sets or []:
-            key, value = parse_set(item)
-            if key in overrides:
-                raise ValidationError(f"--set {key}=... is given twice")
-            overrides[key] = value
-        return [self.plan_one(s, profile, overrides, device=device, source="--set")
+        replace: set[str] = set()
+        for flag, items in (("--set", sets or []), ("--replace", replaces or [])):
+            for item in items:
+                key, value = parse_set(item)
+                if key in overrides:
+                    raise ValidationError(f"{flag} {key}=... is given twice (--set and --replace "
+                                          f"together name each parameter once)")
+                overrides[key] = value
+                if flag == "--replace":
+                    replace.add(key)
+        return [self.plan_one(s, profile, overrides, device=device, source="--set", merge=True,
+                              replace=replace)
                 for s in selected]
 
     def check_writable(self, plans: list[StudyPlan], *, create: bool = True) -> None:
@@ -468,10 +500,13 @@ class Runner:
         merged = {n: p.default for n, p in declared.items() if n not in ("output_dir", "device")}
         merged.update({k: v for k, v in plan.parameters.items()
                        if k not in ("output_dir", "device")})
-        return {"study": plan.study, "profile": plan.profile,
-                "parameters": dict(sorted(merged.items())),
-                "device": outputs.resolve_device(plan.device),
-                "code": results_digest(), "notebook": outputs.notebook_digest(plan.notebook)}
+        inputs = {"study": plan.study, "profile": plan.profile,
+                  "parameters": dict(sorted(merged.items())),
+                  "device": outputs.resolve_device(plan.device),
+                  "code": results_digest(), "notebook": outputs.notebook_digest(plan.notebook)}
+        if self.data_root is not None:  # only when given, so earlier records stay comparable
+            inputs["data_root"] = str(self.data_root)
+        return inputs
 
     def up_to_date(self, plan: StudyPlan) -> tuple[bool, str]:
         """Whether ``plan``'s folder already holds its results: ``(True, why)`` when the
@@ -490,7 +525,8 @@ class Runner:
         now = self.inputs(plan)
         if outputs.fingerprint(last) == outputs.fingerprint(now):
             return True, "results up to date (same parameters, device, code and notebook)"
-        changed = [k for k in ("device", "code", "notebook") if last.get(k) != now.get(k)]
+        changed = [k for k in ("device", "data_root", "code", "notebook")
+                   if last.get(k) != now.get(k)]
         before, after = last.get("parameters") or {}, now["parameters"]
         params = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         if params:
@@ -520,6 +556,10 @@ class Runner:
                             else ""))
         else:
             lines.append("  last run: none recorded")
+        lines.append(f"  data root: {self.data_root or paths.default_data_root()}"
+                     + (" (from --data-root)" if self.data_root else "")
+                     + ("; missing torchvision data sets are downloaded" if self.download
+                        else ""))
         fresh, reason = self.up_to_date(plan)
         lines.append(f"  --resume: {'skip' if fresh else 'run'} ({reason})")
         cache = self.effective_cache_dir()
@@ -557,6 +597,10 @@ class Runner:
         env["STUDYLIB_EVENTS"] = str(events)
         if self.cache_dir is not None:
             env[paths.CACHE_ENV] = str(self.cache_dir)
+        if self.data_root is not None:
+            env[paths.DATA_ENV] = str(self.data_root)
+        if self.download:
+            env[paths.DOWNLOAD_ENV] = "1"
         return env
 
     def _run_papermill(self, plan: StudyPlan, output: Path, parameters: dict[str, Any],
@@ -911,8 +955,11 @@ def cmd_run(args) -> int:
     runner = Runner(notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                     output_root=args.output_root,
                     execution_timeout=getattr(args, "timeout", None),
-                    cache_dir=getattr(args, "cache_dir", None))
-    plans = runner.plan(args.profile, studies=args.study, sets=args.set, device=args.device)
+                    cache_dir=getattr(args, "cache_dir", None),
+                    data_root=getattr(args, "data_root", None),
+                    download=getattr(args, "download", False))
+    plans = runner.plan(args.profile, studies=args.study, sets=args.set, device=args.device,
+                        replaces=getattr(args, "replace", None))
     if not plans:
         print(f"no studies under {runner.notebooks_dir}: nothing to run", file=sys.stderr)
         return 0

@@ -258,7 +258,8 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         task: ``{"id", "overrides", "plan": StudyPlan, "cwd", "kernel_name", "render_html",
-            "retries", "cache_dir"}`` (a plain dict so it pickles to any worker).
+            "retries", "cache_dir", "data_root", "download"}`` (a plain dict so it pickles to
+            any worker).
 
     Returns:
         A :class:`PointResult` as a dict. Also writes ``point.json`` (id, overrides, status,
@@ -271,7 +272,8 @@ def _run_point(task: dict[str, Any]) -> dict[str, Any]:
     plan: StudyPlan = task["plan"]
     runner = Runner(cwd=task.get("cwd"), kernel_name=task.get("kernel_name", "python3"),
                     render_html=task.get("render_html", True), progress_bar=False, log=None,
-                    cache_dir=task.get("cache_dir"))
+                    cache_dir=task.get("cache_dir"), data_root=task.get("data_root"),
+                    download=bool(task.get("download", False)))
     retries = int(task.get("retries", 1))
     total = 0.0
     attempts = 0
@@ -325,7 +327,8 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
               processes: bool = True, retries: int = 1, render_html: bool = True,
               cwd: str | os.PathLike | None = None,
               point_fn: Callable[[dict[str, Any]], dict[str, Any]] = run_point,
-              log: Any = "stderr", cache_dir: str | os.PathLike | None = None) -> SweepRun:
+              log: Any = "stderr", cache_dir: str | os.PathLike | None = None,
+              data_root: str | os.PathLike | None = None, download: bool = False) -> SweepRun:
     """Run validated ``points`` and return their results (also written to ``sweep.json``).
 
     Args:
@@ -344,6 +347,8 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
             ``sys.stderr``; None: silent).
         cache_dir: the cache root of the points' kernels (default: $STUDYLIB_CACHE or
             outputs/cache, as seen by each worker).
+        data_root, download: the data root of the points' kernels and whether their loaders
+            may download (default: $STUDYLIB_DATA as each worker sees it; no downloads).
 
     Points whose ``results.json`` says ``ok`` are skipped. On Ctrl-C (or SIGTERM / SIGHUP
     inside :func:`termination_as_interrupt`) the points not yet started are cancelled,
@@ -370,7 +375,9 @@ def run_sweep(spec: SweepSpec, points: list[SweepPoint], *, executor: str = "loc
     tasks = {p.id: {"id": p.id, "overrides": p.overrides, "plan": p.plan,
                     "cwd": str(paths.resolve(cwd or paths.REPO_ROOT)),
                     "kernel_name": "python3", "render_html": render_html, "retries": retries,
-                    "cache_dir": str(paths.resolve(cache_dir)) if cache_dir else None}
+                    "cache_dir": str(paths.resolve(cache_dir)) if cache_dir else None,
+                    "data_root": str(paths.resolve(data_root)) if data_root else None,
+                    "download": bool(download)}
              for p in todo}
     done = 0
 
@@ -524,7 +531,8 @@ def cmd_sweep(args) -> int:
     spec = load_sweep(args.file)
     runner = Runner(notebooks_dir=getattr(args, "notebooks_dir", None),
                     params_dir=getattr(args, "params_dir", None), log=None,
-                    cache_dir=getattr(args, "cache_dir", None))
+                    cache_dir=getattr(args, "cache_dir", None),
+                    data_root=getattr(args, "data_root", None))
     points = plan_sweep(spec, runner, args.output_root, device=args.device)
     if args.scheduler and args.executor != "dask":
         raise ValidationError("--scheduler needs --executor dask")
@@ -542,7 +550,9 @@ def cmd_sweep(args) -> int:
     runner.check_writable([p.plan for p in points])
     with outputs.FolderLock(sweep_dir), termination_as_interrupt():
         run = run_sweep(spec, points, executor=args.executor, scheduler=args.scheduler,
-                        workers=args.workers, cache_dir=getattr(args, "cache_dir", None))
+                        workers=args.workers, cache_dir=getattr(args, "cache_dir", None),
+                        data_root=getattr(args, "data_root", None),
+                        download=getattr(args, "download", False))
     print()
     print(format_sweep_table(run))
     print(f"\noutputs: {_display_path(sweep_dir)}  (table and figure: "

@@ -3,6 +3,7 @@ checks and helpers the loaders share."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,46 @@ class DataBundle:
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one example."""
         return tuple(int(s) for s in self.train.x.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass
+class DataSetCheck:
+    """Whether a data set that is read from disk is there, and what to do when it is not.
+
+    Attributes:
+        name: the data set (``"mnist"``, ``"mammo_folder"``, ...).
+        path: the folder looked at.
+        found: every file the loader needs is present (a modified copy still counts as found).
+        problems: what is missing or unreadable, one line each (empty when ``found``).
+        notes: what is present but deserves a look (a file that differs from the official
+            release, a mask listed but absent); never a reason to fail.
+        layout: the layout the loader expects under ``path``.
+        how_to_get: how to obtain the data set.
+    """
+
+    name: str
+    path: str
+    found: bool
+    problems: list[str]
+    notes: list[str]
+    layout: str
+    how_to_get: str
+
+
+def _content_digest(*parts: Any) -> str:
+    """Hex SHA-256 of tensors, arrays and strings, in order (shape and dtype included), so that
+    two data roots with different pixels give different cache keys."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.reshape(-1).view(np.uint8))
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
