@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from standins import write_dicom
 
 from studylib import data
 from studylib.core import paths
@@ -338,33 +339,6 @@ def test_phantom_masses_are_lower_contrast_than_specks():
 # --------------------------------------------------------------------------------------------
 
 
-def _write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=12, window=None):
-    """A minimal grayscale mammography DICOM written with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 0
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def _write_csv(path, rows, header="path,label"):
     path.write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
 
@@ -376,9 +350,9 @@ def mammo_dir(tmp_path):
     rng = np.random.default_rng(0)
     raw12 = rng.integers(0, 4096, (16, 12)).astype(np.uint16)
     raw12[0, 0], raw12[0, 1], raw12[0, 2] = 0, 4095, 2048
-    _write_dicom(tmp_path / "m2.dcm", raw12, "MONOCHROME2")
-    _write_dicom(tmp_path / "m1.dcm", raw12, "MONOCHROME1")
-    _write_dicom(tmp_path / "win.dcm", raw12, "MONOCHROME2", window=(2048, 1024))
+    write_dicom(tmp_path / "m2.dcm", raw12, photometric="MONOCHROME2")
+    write_dicom(tmp_path / "m1.dcm", raw12, photometric="MONOCHROME1")
+    write_dicom(tmp_path / "win.dcm", raw12, photometric="MONOCHROME2", window=(2048, 1024))
     raw16 = rng.integers(0, 65536, (16, 12)).astype(np.uint16)
     Image.fromarray(raw16).save(tmp_path / "p16.png")
     raw8 = rng.integers(0, 256, (16, 12)).astype(np.uint8)
