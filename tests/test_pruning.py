@@ -416,6 +416,14 @@ def test_prune_iteratively_reaches_exact_snapshot_counts(tmp_path, monkeypatch):
     snaps2 = prune_iteratively(model2, gates2, split, cfg, seed=0, progress=False)
     assert np.array_equal(snaps2[1]["gate_values"], snaps[1]["gate_values"])
     torch.testing.assert_close(model2.state_dict(), model.state_dict())
+    # a corrupt cache entry is discarded and the run pruned again, to the same result
+    (entry,) = (tmp_path / "pruning").glob("*.pt")
+    entry.write_bytes(b"truncated")
+    model3 = _lenet()
+    gates3 = ChannelGates(model3, x[:2])
+    snaps3 = prune_iteratively(model3, gates3, split, cfg, seed=0, progress=False)
+    assert np.array_equal(snaps3[1]["gate_values"], snaps[1]["gate_values"])
+    assert entry.stat().st_size > 100  # rewritten
 
 
 def test_prune_config_rejects_bad_values():

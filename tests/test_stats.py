@@ -395,3 +395,17 @@ def test_bootstrap_interval_of_items_is_seeded_and_paired():
     d = bootstrap_interval(rows, statistic=lambda r: float(np.mean(r[:, 1] - r[:, 0])))
     assert d == pytest.approx((0.5, 0.5))
     assert all(math.isnan(v) for v in bootstrap_interval([1.0]))
+
+
+def test_in_some_group_holds_if_one_group_holds_fails_only_if_all_fail():
+    from studylib.stats import in_some_group
+
+    rule = Rule("greater", 0.0)
+    yes = _cond("yes", [0.2, 0.25, 0.22], rule)
+    no = _cond("no", [-0.2, -0.25, -0.22], rule)
+    maybe = _cond("maybe", [-0.2, 0.3, 0.05], rule)
+    assert in_some_group([[no], [yes, yes]]) == (Verdict.REPRODUCED, 1)
+    assert in_some_group([[no], [yes, no]])[0] == Verdict.NOT_REPRODUCED  # each group fails
+    assert in_some_group([[no], [maybe]]) == (Verdict.INCONCLUSIVE, 1)
+    with pytest.raises(ValueError):
+        in_some_group([])

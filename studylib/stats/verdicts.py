@@ -307,6 +307,28 @@ class Claim:
         return "\n".join(lines)
 
 
+def in_some_group(groups: Sequence[Sequence[ConditionDecision]]) -> tuple[Verdict, int]:
+    """An existential claim ("at some level"), the dual of :func:`in_every_condition`: the
+    verdict of "the conditions of at least one group all hold", and the decisive group's index.
+
+    Reproduced when some group is reproduced (every informative condition of it), not
+    reproduced when every group is not reproduced, inconclusive otherwise. The decisive group is
+    among those with the overall verdict, the one whose least favourable condition lies farthest
+    on the claimed side.
+    """
+    if not groups:
+        raise ValueError("no groups to decide")
+    verdicts = [in_every_condition(g)[0] for g in groups]
+    if Verdict.REPRODUCED in verdicts:
+        verdict = Verdict.REPRODUCED
+    elif all(v == Verdict.NOT_REPRODUCED for v in verdicts):
+        verdict = Verdict.NOT_REPRODUCED
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    same = [i for i, v in enumerate(verdicts) if v == verdict]
+    return verdict, max(same, key=lambda i: min(d.margin_to_threshold() for d in groups[i]))
+
+
 def power_line(interval: Interval, rule: Rule) -> str | None:
     """For an undecided interval: how many seeds the observed effect and spread would need."""
     target = rule.threshold

@@ -36,7 +36,6 @@ from ..core.formatting import fmt
 from ..core.settings import StudySettings
 from ..stats import (
     Claim,
-    ConditionDecision,
     Interval,
     Rule,
     Verdict,
@@ -45,6 +44,7 @@ from ..stats import (
     decide_condition,
     hierarchical_bootstrap,
     in_every_condition,
+    in_some_group,
     make_claim,
     percentile_interval,
     roc_auc,
@@ -493,28 +493,6 @@ def claim_sensitive_to_adversarial(records: Records, settings: Settings) -> Clai
     return _claim_sensitive(records, settings, "pgd")
 
 
-# for stats: an existential claim ("at some level"), the dual of in_every_condition
-def _in_some_group(groups: Sequence[Sequence[ConditionDecision]]) -> tuple[Verdict, int]:
-    """Verdict of "the conditions of at least one group all hold", and the decisive group.
-
-    Reproduced when some group is reproduced (every informative condition of it), not
-    reproduced when every group is not reproduced, inconclusive otherwise. The decisive group is
-    among those with the overall verdict, the one whose least favourable condition lies farthest
-    on the claimed side.
-    """
-    if not groups:
-        raise ValueError("no groups to decide")
-    verdicts = [in_every_condition(g)[0] for g in groups]
-    if Verdict.REPRODUCED in verdicts:
-        verdict = Verdict.REPRODUCED
-    elif all(v == Verdict.NOT_REPRODUCED for v in verdicts):
-        verdict = Verdict.NOT_REPRODUCED
-    else:
-        verdict = Verdict.INCONCLUSIVE
-    same = [i for i, v in enumerate(verdicts) if v == verdict]
-    return verdict, max(same, key=lambda i: min(d.margin_to_threshold() for d in groups[i]))
-
-
 def claim_lowpass_erases_microcalcifications(records: Records, settings: Settings) -> Claim:
     """At some low-pass level whose whole-image SSIM is >= ``ssim_min``, fewer than
     ``retained_share`` of the specks detectable unfiltered stay detectable (interval below it)
@@ -522,7 +500,7 @@ def claim_lowpass_erases_microcalcifications(records: Records, settings: Setting
 
     Per mild level both halves must hold (a half that fails decides the level; a half with no
     detectable object at all stays undecided, not left out: the claim is a contrast of the two);
-    over the mild levels, the claim holds at some level (:func:`_in_some_group`). The intervals
+    over the mild levels, the claim holds at some level (:func:`in_some_group`). The intervals
     are bootstraps over images: CNR depends on the images, not on the models.
     """
     share = settings.retained_share
@@ -547,7 +525,7 @@ def claim_lowpass_erases_microcalcifications(records: Records, settings: Setting
                 records.specks, i, n_boot=settings.n_boot, seed=_BOOT_SEED["specks"]), speck_rule),
             decide_condition(f"r={r:g}: masses kept", _retained_interval(
                 records.masses, i, n_boot=settings.n_boot, seed=_BOOT_SEED["masses"]), mass_rule)])
-    verdict, k = _in_some_group(groups)
+    verdict, k = in_some_group(groups)
     levels = [{"r_fraction": settings.lowpass_levels[i], "ssim_mean": records.lowpass_ssim[i],
                "verdict": in_every_condition(g)[0].value,
                **{d.condition.split(": ")[1]: {"estimate": d.interval.estimate,
