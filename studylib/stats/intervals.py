@@ -33,6 +33,17 @@ CI = 0.95
 _EDGE = 1e-9  # a correlation of exactly +-1 or a proportion of exactly 0 or 1 is moved inside
 
 
+def check_inside_range(lo: float, hi: float, bounds: tuple[float, float], what: str) -> None:
+    """Raise ``ValueError`` when a defined end of ``[lo, hi]`` leaves the natural range
+    ``bounds`` (``-inf``/``inf`` where open), beyond a relative rounding tolerance of 1e-9."""
+    low, high = bounds
+    tol = 1e-9 * max([1.0, *(abs(x) for x in (low, high) if math.isfinite(x))])
+    for end in (lo, hi):
+        if not math.isnan(end) and not low - tol <= end <= high + tol:
+            raise ValueError(f"{what}: interval [{lo}, {hi}] leaves the natural range "
+                             f"[{low}, {high}] of its quantity")
+
+
 @dataclass(frozen=True)
 class Interval:
     """An estimate with its confidence interval.
@@ -64,13 +75,7 @@ class Interval:
     bounds: tuple[float, float] = (-math.inf, math.inf)
 
     def __post_init__(self) -> None:
-        low, high = self.bounds
-        tol = 1e-9 * max(1.0, abs(low) if math.isfinite(low) else 1.0,
-                         abs(high) if math.isfinite(high) else 1.0)
-        for end in (self.lo, self.hi):
-            if not math.isnan(end) and not low - tol <= end <= high + tol:
-                raise ValueError(f"interval [{self.lo}, {self.hi}] ({self.method}) leaves its "
-                                 f"natural range [{low}, {high}]")
+        check_inside_range(self.lo, self.hi, self.bounds, f"interval ({self.method})")
 
     @classmethod
     def undefined(cls, method: str) -> Interval:
@@ -351,8 +356,9 @@ def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
 
     On the interval's working scale, the smallest ``n >= 2`` with
     ``t_{n-1} * sd / sqrt(n) < |mean - threshold|`` (:func:`sign_test_seeds` when the seeds
-    agree exactly); None when the interval has no spread to extrapolate from (one seed, counts, a bootstrap), or when the estimate sits on the
-    threshold, or more than ``max_seeds`` would be needed.
+    agree exactly); None when the interval has no spread to extrapolate from (one seed,
+    counts, a bootstrap), or when the estimate sits on the threshold, or more than
+    ``max_seeds`` would be needed.
     """
     sd = interval.spread
     if math.isnan(sd) or interval.n < 2:

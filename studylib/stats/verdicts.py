@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .intervals import Interval, seeds_needed, sign_test_seeds
+from .intervals import Interval, check_inside_range, seeds_needed
 
 CLAIM_SCHEMA = 2  # 2: claims carry their quantity's natural range ("range")
 
@@ -221,12 +221,7 @@ class Claim:
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
         lo, hi = self.ci95
-        low, high = self.natural_range
-        tol = 1e-9 * max([1.0, *(abs(x) for x in (low, high) if math.isfinite(x))])
-        for end in (lo, hi):
-            if not math.isnan(end) and not low - tol <= end <= high + tol:
-                raise ValueError(f"claim {self.id}: interval [{lo}, {hi}] leaves the natural "
-                                 f"range [{low}, {high}] of its quantity")
+        check_inside_range(lo, hi, self.natural_range, f"claim {self.id}")
         if not (math.isnan(lo) or math.isnan(hi)) and not lo <= self.estimate <= hi:
             # a percentile bootstrap, or the plain mean of proportions beside a logit-scale
             # interval, may lie outside it; anything else is a bug
@@ -345,9 +340,6 @@ def power_line(interval: Interval, rule: Rule) -> str | None:
         if interval.n < 2:
             return ("one seed: the interval covers its test items only, not the spread "
                     "between seeds; run at least 2 (more to decide)")
-        if interval.spread == 0 and math.isnan(interval.lo):
-            return (f"the {interval.n} seeds agree exactly, which gives no spread to build "
-                    f"an interval on: about {sign_test_seeds()} unanimous seeds would decide it")
         return "the observed effect and spread do not say how many seeds would decide it"
     if n <= interval.n:
         return (f"about {n} seeds would decide it at the observed mean and spread; with "
