@@ -71,6 +71,7 @@ from ..core.cache import load_entry, save_entry
 from ..core.io import cache_key
 from ..core.runtime import progress as progress_bar
 from ..stats.auc import roc_auc
+from ..stats.intervals import percentile_interval
 
 Samples = dict[str, torch.Tensor]
 CACHE_VERSION = 1
@@ -822,9 +823,7 @@ def detection_auc(scores_clean: np.ndarray | Sequence[float],
     boots = np.array([roc_auc(neg[rng.integers(0, neg.size, neg.size)],
                               pos[rng.integers(0, pos.size, pos.size)])
                       for _ in range(int(n_boot))])
-    a = (1 - ci) / 2
-    lo, hi = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if n_boot > 1 \
-        else (math.nan, math.nan)
+    lo, hi = percentile_interval(boots, ci=ci) if n_boot > 1 else (math.nan, math.nan)
     return {"auc": auc, "ci95": [lo, hi], "n_clean": int(neg.size), "n_attacked": int(pos.size)}
 
 
