@@ -307,6 +307,8 @@ def test_study_settings_from_params_fills_every_field_and_names_a_missing_one():
 
     s = Settings.from_params({"epochs": 3, "eps_values": [0.1, 0.2], "profile": "smoke"})
     assert s == Settings(epochs=3, eps_values=(0.1, 0.2))
+    grid = Settings.from_params({"epochs": 1, "eps_values": [[2, 2], [4, 2]]}).eps_values
+    assert grid == ((2, 2), (4, 2)) and hash(grid)  # nested lists: nested tuples
     with pytest.raises(KeyError, match="eps_values"):
         Settings.from_params({"epochs": 3})
 

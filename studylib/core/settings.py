@@ -17,12 +17,18 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound="StudySettings")
 
 
+def _tuples(value: Any) -> Any:
+    """Nested lists as nested tuples."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _coerce(value: Any, annotation: Any) -> Any:
-    """Lists from a parameters cell (or YAML) become tuples where the field is a tuple, so
-    settings are hashable and cannot be changed by accident."""
+    """Lists from a parameters cell (or YAML) become tuples, nested ones too (a grid of
+    ``[patch, stride]`` pairs), where the field is a tuple, so settings are hashable and cannot
+    be changed by accident."""
     origin = typing.get_origin(annotation)
     if (annotation is tuple or origin is tuple) and isinstance(value, list):
-        return tuple(value)
+        return _tuples(value)
     return value
 
 

@@ -78,9 +78,11 @@ class Interval:
         check_inside_range(self.lo, self.hi, self.bounds, f"interval ({self.method})")
 
     @classmethod
-    def undefined(cls, method: str) -> Interval:
-        """No estimate at all (nothing measurable): for a condition that is left out."""
-        return cls(math.nan, math.nan, math.nan, method, 0)
+    def undefined(cls, method: str,
+                  bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+        """No estimate at all (nothing measurable), on a quantity whose natural range is
+        ``bounds``: for a condition that is left out."""
+        return cls(math.nan, math.nan, math.nan, method, 0, bounds=bounds)
 
     @property
     def ci95(self) -> tuple[float, float]:

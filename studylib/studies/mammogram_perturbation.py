@@ -394,7 +394,7 @@ def _retained_interval(objects: LesionObjects, level: int, *, n_boot: int, seed:
     share the background and the filter), inside [0, 1]."""
     keep = objects.detectable > 0
     if not keep.any():
-        return _undefined(f"no {objects.kind} detectable unfiltered", SHARE)
+        return Interval.undefined(f"no {objects.kind} detectable unfiltered", SHARE)
     rows = np.column_stack([objects.levels[level].kept[keep], objects.detectable[keep]])
     frac = float(rows[:, 0].sum() / rows[:, 1].sum())
     method = f"bootstrap over {int(keep.sum())} images ({objects.kind} of an image together)"
@@ -432,15 +432,10 @@ def r_star_index(records: Records, settings: Settings) -> int | None:
     return min(mild, key=lambda i: settings.lowpass_levels[i]) if mild else None
 
 
-def _undefined(reason: str, bounds: tuple[float, float]) -> Interval:
-    """No interval (nothing to measure), on a quantity whose natural range is ``bounds``."""
-    return dataclasses.replace(Interval.undefined(reason), bounds=bounds)
-
-
 def _inconclusive(claim_id: str, statement: str, rule: Rule, reason: str,
                   bounds: tuple[float, float], details: Mapping[str, Any] | None = None) -> Claim:
     """A claim with nothing to decide: inconclusive, with ``reason`` as its power line."""
-    claim = make_claim(claim_id, statement, _undefined(reason, bounds), rule,
+    claim = make_claim(claim_id, statement, Interval.undefined(reason, bounds), rule,
                        details={"reason": reason, **dict(details or {})})
     return dataclasses.replace(claim, power=reason)
 
@@ -564,7 +559,7 @@ def claim_lowpass_hurts_calcifications_more_than_masses(records: Records,
     r = settings.lowpass_levels[i]
     cond = f"calcification drop - mass drop at r={r:g}"
     if not (_has_both_classes(y_calc) and _has_both_classes(y_mass)):
-        d = decide_condition(cond, _undefined("no subgroup", DROP_DIFFERENCE), rule,
+        d = decide_condition(cond, Interval.undefined("no subgroup", DROP_DIFFERENCE), rule,
                              uninformative="no calcification or no mass cases among the test images")
         return claim_over_conditions(claim_id, statement, [d], details={"r_star": r})
     rows = [np.column_stack([y_calc, y_mass, s.clean, s.perturbed["lowpass"][i]])
@@ -596,8 +591,9 @@ def claim_lowpass_training_cannot_restore_calcifications(records: Records,
     for cond, kind, stat, rule in halves:
         y = records.subgroup(kind)
         if not _has_both_classes(y):
-            decisions.append(decide_condition(cond, _undefined("no subgroup", AUC_DIFFERENCE), rule,
-                                              uninformative="no such cases among the test images"))
+            decisions.append(decide_condition(
+                cond, Interval.undefined("no subgroup", AUC_DIFFERENCE), rule,
+                uninformative="no such cases among the test images"))
             continue
         rows = [np.column_stack([y, s.clean, s.filtered_model_filtered]) for s in records.seeds]
         decisions.append(decide_condition(cond, _over_seeds_and_images(

@@ -101,11 +101,6 @@ Pair = tuple[str, str]
 # --------------------------------------------------------------------------------------------
 
 
-def _tuples(value: Any) -> Any:
-    """Nested lists (from the parameters cell or YAML) as nested tuples."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
 @dataclass(frozen=True)
 class Settings(StudySettings):
     """Every parameter of the study, from the notebook's parameters cell (which documents
@@ -156,9 +151,6 @@ class Settings(StudySettings):
     ranking_tau_threshold: float
 
     def __post_init__(self) -> None:
-        for name in ("baselines", "occlusion_reference", "occlusion_grid", "rise_n_values",
-                     "rise_sp_grid"):
-            object.__setattr__(self, name, _tuples(getattr(self, name)))
         unknown = [b for b in (*self.baselines, self.reference_baseline) if b not in BASELINES]
         if unknown:
             raise ValueError(f"unknown baselines {unknown}; valid: {list(BASELINES)}")
