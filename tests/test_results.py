@@ -118,3 +118,12 @@ def test_typed_claims_are_recorded_validated_and_shown(tmp_path, capsys):
     broken["claims"][0]["estimate"] = 500.0  # outside its own interval
     with pytest.raises(ValueError, match="outside its interval"):
         R.validate_results(broken)
+
+
+def test_contract_problem_says_why_or_nothing():
+    assert R.contract_problem(_ok_results()) is None
+    bad = _ok_results()
+    bad["status"] = "weird"
+    assert R.contract_problem(bad).startswith("results.json does not follow the contract: ")
+    assert "status" in R.contract_problem(bad)
+    assert R.contract_problem(["not", "an", "object"]) is not None

@@ -273,7 +273,7 @@ def prepare_staging(folder: Path) -> Path:
 def results_problem(folder: Path) -> str | None:
     """Why ``folder/results.json`` is not a valid record of a study that finished ok, or None
     when it is."""
-    from ..core.results import validate_results
+    from ..core.results import contract_problem
 
     path = folder / RESULTS
     if not path.exists():
@@ -281,10 +281,9 @@ def results_problem(folder: Path) -> str | None:
     res = read_json_object(path)
     if res is None:
         return "results.json is unreadable"
-    try:
-        validate_results(res)
-    except Exception as exc:  # any malformed file is "not good", whatever the exception
-        return f"results.json does not follow the contract ({exc})"
+    problem = contract_problem(res)
+    if problem:
+        return problem
     if res.get("status") != "ok":
         return f"the last run's status is {res.get('status')!r}"
     return None

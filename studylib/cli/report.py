@@ -200,19 +200,15 @@ class StudyEntry:
 
 def _check(path: Path, strict: bool) -> tuple[dict[str, Any] | None, str | None]:
     """(results, problem) of one results.json."""
-    from ..core.results import validate_results
+    from ..core.results import contract_problem
 
     if not path.exists():
         return None, None
     obj = read_json_object(path)
     if obj is None:
         return None, "results.json is unreadable or not a JSON object"
-    if strict:
-        try:
-            validate_results(obj)
-        except Exception as exc:  # any malformed record is reported, never raised
-            return None, f"results.json does not follow the contract: {exc}"
-    return obj, None
+    problem = contract_problem(obj) if strict else None
+    return (None, problem) if problem else (obj, None)
 
 
 def collect(profile_dir: str | os.PathLike, *, strict: bool = True) -> list[StudyEntry]:

@@ -875,16 +875,12 @@ def _shutdown_kernel(km) -> None:
 
 def _results_problem(results: dict[str, Any] | None) -> str | None:
     """Why a results.json a notebook wrote is not a finished study's, or None."""
-    from ..core.results import validate_results
+    from ..core.results import contract_problem
 
     if results is None or results.get("status") != "ok":
         return ("notebook finished without writing results.json with status ok "
                 "(is ctx.finish() its last cell?)")
-    try:
-        validate_results(results)
-    except Exception as exc:  # any malformed record
-        return f"results.json does not follow the contract: {exc}"
-    return None
+    return contract_problem(results)
 
 
 def _display_path(path: Path) -> str:

@@ -72,3 +72,14 @@ def validate_results(obj: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"claim id {c['id']!r} appears twice")
         seen.add(c["id"])
     return obj
+
+
+def contract_problem(obj: Any) -> str | None:
+    """Why ``obj`` (a results.json read back) breaks the contract, as one line, or None when
+    it follows it: :func:`validate_results` for readers that report a bad record instead of
+    raising (the runner, ``--resume``, REPORT.md)."""
+    try:
+        validate_results(obj)
+    except Exception as exc:  # any malformed record is a problem to report, whatever it raises
+        return f"results.json does not follow the contract: {exc}"
+    return None
