@@ -51,11 +51,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..models import eval_mode
 from ..stats.ranking import kendall_tau, spearman_rho
+from ..training import cross_entropy_loss
 
 CRITERIA = ("taylor_fo", "taylor_so", "taylor_fo_weight", "weight_magnitude", "bn_scale", "random")
 """Importance criteria (the ``oracle`` is computed separately by :func:`oracle_loss_change`)."""
@@ -65,10 +65,6 @@ _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 _PRODUCER_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
 
 
 def _check_criterion(name: str, allowed: Sequence[str] = CRITERIA) -> str:
@@ -467,7 +463,7 @@ def oracle_loss_change(model: nn.Module, gates: ChannelGates, x: torch.Tensor, y
     Returns:
         Flat CPU tensor of length ``gates.n_channels``.
     """
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = loss_fn or cross_entropy_loss
     base = float(loss_fn(model, x, y))
     out = torch.zeros(gates.n_channels, dtype=torch.float64)
     for gi, g in enumerate(gates.gates):
@@ -513,7 +509,7 @@ def score_minibatches(model: nn.Module, gates: ChannelGates,
 
     for c in criteria:
         _check_criterion(c)
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = loss_fn or cross_entropy_loss
     gen = torch.Generator().manual_seed(int(seed))
     was_training = model.training
     model.eval()
@@ -655,7 +651,7 @@ def loss_vs_removed(model: nn.Module, gates: ChannelGates, scores: np.ndarray,
     Returns:
         Array of losses, one per count (the mean loss over ``x``).
     """
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = loss_fn or cross_entropy_loss
     saved = gates.values()
     was_training = model.training
     model.eval()
@@ -829,7 +825,7 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
 
     device = select_device(device)
     split = split.train if hasattr(split, "train") else split
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = loss_fn or cross_entropy_loss
     ident = TrainConfig(epochs=0, batch_size=config.batch_size, lr=config.lr,
                         optimizer=config.optimizer, weight_decay=config.weight_decay)
     key = checkpoint_key(model, split, ident, seed,
@@ -976,7 +972,7 @@ def torch_pruning_taylor_scores(model: nn.Module, gates: ChannelGates,
     """
     import torch_pruning as tp
 
-    loss_fn = loss_fn or _cross_entropy
+    loss_fn = loss_fn or cross_entropy_loss
     imp = tp.importance.TaylorImportance(normalizer=None, multivariable=multivariable)
     was_training = model.training
     model.eval()
