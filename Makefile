@@ -82,7 +82,8 @@ notebooks: $(STAMP)
 # every study at the smoke profile under four conditions (torch's default threads and one
 # thread, with and without oneDNN capped at AVX2, as other CPUs run other kernels), each from
 # an empty model cache. Value = the first condition's; tolerance from the spread (see
-# studylib/cli/regression.py). About 12 minutes on 2 cores. Run it only when a change of the code
+# studylib/cli/regression.py). About 7 minutes on 2 cores; STUDY="..." rebuilds those studies only
+# (give each concurrent rebuild its own REF_RUNS folder). Run it only when a change of the code
 # is meant to move the smoke numbers, and say so in the commit.
 REF_RUNS ?= outputs/reference-runs
 REF_CONDITIONS := default threads1 avx2 avx2-threads1
@@ -94,9 +95,11 @@ smoke-reference: $(STAMP)
 			avx2-threads1) envs="ONEDNN_MAX_CPU_ISA=AVX2 STUDYLIB_THREADS=1";; esac; \
 		echo "smoke runs under $$cond ($${envs:-no settings})"; \
 		env $$envs STUDYLIB_CACHE=$(REF_RUNS)/$$cond/cache MPLBACKEND=agg STUDYLIB_PROGRESS=0 \
-			$(PY) -m studylib run --profile smoke --output-root $(REF_RUNS)/$$cond; \
+			$(PY) -m studylib run --profile smoke --output-root $(REF_RUNS)/$$cond \
+			$(foreach s,$(STUDY),--study $(s)); \
 	done
-	$(PY) -m studylib.cli.regression write --runs $(REF_RUNS) --conditions $(REF_CONDITIONS)
+	$(PY) -m studylib.cli.regression write --runs $(REF_RUNS) --conditions $(REF_CONDITIONS) \
+		$(foreach s,$(STUDY),--study $(s))
 
 # Benchmarks (added by another issue): runs `python -m benchmarks` when the package exists.
 bench: $(STAMP)

@@ -139,6 +139,18 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class SpatialMean(nn.Module):
+    """Global average pooling as a mean over the spatial dims (output ``(N, C, 1, 1)``).
+
+    Same numbers as ``nn.AdaptiveAvgPool2d(1)``, but its backward is a broadcast, which CUDA
+    computes deterministically; the CUDA backward of adaptive average pooling is one of the
+    kernels ``torch.use_deterministic_algorithms(True)`` refuses.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus identity (or 1x1 conv-BN) shortcut."""
 
@@ -193,7 +205,7 @@ class NarrowResNet(nn.Module):
                 prev = w
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.features = nn.Sequential(self.stem, self.stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(self.stem, self.stages, SpatialMean(), nn.Flatten())
         self.classifier = nn.Sequential(nn.Linear(prev, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

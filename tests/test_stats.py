@@ -409,3 +409,22 @@ def test_in_some_group_holds_if_one_group_holds_fails_only_if_all_fail():
     assert in_some_group([[no], [maybe]]) == (Verdict.INCONCLUSIVE, 1)
     with pytest.raises(ValueError):
         in_some_group([])
+
+
+def test_bonferroni_ci_gives_family_coverage_and_rejects_bad_counts():
+    from studylib.stats import bonferroni_ci
+    assert bonferroni_ci(1) == pytest.approx(0.95)
+    assert bonferroni_ci(4) == pytest.approx(1 - 0.05 / 4)
+    # a wider interval: the t quantile at the corrected level exceeds the 95% one
+    from scipy import stats as st
+    assert st.t.ppf(0.5 + bonferroni_ci(4) / 2, 4) > st.t.ppf(0.975, 4)
+    # family-wise coverage by simulation: 4 independent 95%-corrected normal intervals
+    rng = np.random.default_rng(0)
+    z = st.norm.ppf(0.5 + bonferroni_ci(4) / 2)
+    misses = (np.abs(rng.standard_normal((20000, 4))) > z).any(axis=1).mean()
+    assert misses <= 0.05 + 0.005
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError):
+            bonferroni_ci(bad)
+    with pytest.raises(ValueError):
+        bonferroni_ci(3, ci=1.0)

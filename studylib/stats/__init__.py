@@ -5,6 +5,7 @@ nothing else."""
 from .auc import bootstrap_auc, roc_auc
 from .intervals import (
     Interval,
+    bonferroni_ci,
     bootstrap_interval,
     clopper_pearson_interval,
     fisher_z_interval,
@@ -42,4 +43,5 @@ __all__ = [
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
     "wilson_interval", "bootstrap_auc", "roc_auc", "kendall_tau", "mean_pairwise_kendall_tau",
     "spearman_rho", "spearman_rows", "percentile_interval", "sign_test_seeds", "bootstrap_interval",
+    "bonferroni_ci",
 ]

@@ -13,6 +13,7 @@ One implementation of each interval the claims use (issue "Claims you can trust"
 - :func:`paired_difference`: per-seed differences of two paired quantities;
 - :func:`hierarchical_bootstrap`: a statistic of test items measured within each seed, resampled
   over seeds and then over items within each drawn seed;
+- :func:`bonferroni_ci`: the per-interval level for ``m`` comparisons judged together;
 - :func:`seeds_needed`: how many seeds the observed effect and spread would need.
 
 Why our own code: scipy and statsmodels give the distributions and the Wilson and
@@ -250,6 +251,20 @@ def clopper_pearson_interval(k: int, n: int, *, ci: float = CI) -> Interval:
     lo, hi = proportion_confint(k, n, alpha=1 - ci, method="beta")
     return Interval(k / n, float(lo), float(hi), f"clopper-pearson over {_over(n, 'trial')}", n, (),
                     math.nan, "count", (0.0, 1.0))
+
+
+def bonferroni_ci(m: int, ci: float = CI) -> float:
+    """Confidence level of each of ``m`` intervals so that all ``m`` cover together with
+    probability at least ``ci`` (Bonferroni: each misses with probability ``(1 - ci) / m``).
+
+    Pass it as ``ci=`` to any interval of this module when a claim looks at ``m`` comparisons
+    and would pass on any one of them (a family-wise error rate of ``1 - ci``).
+    """
+    if int(m) != m or m < 1:
+        raise ValueError(f"the number of comparisons must be a positive integer, got {m!r}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    return 1.0 - (1.0 - ci) / int(m)
 
 
 def _check_counts(k: int, n: int) -> None:
