@@ -236,3 +236,44 @@ def test_sanity_check_raises_when_coverage_fails():
     S.check_sanity(cells, [_cov("chernoff", 14)], conf=0.05)  # 7%: not significantly > 5%
     with pytest.raises(S.SanityCheckFailed, match="chernoff"):
         S.check_sanity(cells, [_cov("chernoff", 30)], conf=0.05)
+
+
+# ----------------------------------------------------------------------------- guarantee, coverage
+
+
+def _fit(**kw) -> S.PosteriorFit:
+    base = dict(dataset="digits", seed=0, inference="hmc", clean_accuracy=0.9, networks=N,
+                hmc_accept_rate=0.8, iid=False)
+    return S.PosteriorFit(**{**base, **kw})
+
+
+def test_mcmc_samples_carry_the_guarantee_only_with_enough_effective_samples():
+    assert _fit(iid=True, inference="vi").guarantee(N)
+    assert _fit(predictive_ess=N + 1, predictive_rhat=1.01).guarantee(N)
+    assert not _fit(predictive_ess=N / 2, predictive_rhat=1.01).guarantee(N)
+    assert not _fit(predictive_ess=2 * N, predictive_rhat=1.3).guarantee(N)  # not mixed
+    assert not _fit().guarantee(N)  # diagnostics missing: no guarantee
+
+
+def test_output_thresholds_are_per_data_set():
+    s = _settings()
+    assert s.delta("digits") == 0.25 and s.delta("signs") == 0.75
+    with pytest.raises(ValueError, match="no threshold"):
+        s.delta("cifar10")
+
+
+def test_study_estimates_are_checked_against_the_pool_of_the_same_cell():
+    pool_row = S.CoverageRow(0, "vi", 0, 0.05, "chernoff", 0.40, 20 * N, 200, 3, N)
+    near = _cell("digits", "vi", 0, 0.05, 0.43)
+    far = _cell("digits", "vi", 0, 0.05, 0.60, point=0)
+    other_ds = _cell("signs", "vi", 0, 0.05, 0.99)
+    rows = S._study_estimate_coverage([near, other_ds], [pool_row], dataset="digits", err=0.05)
+    assert [(r.method, r.failures, r.repetitions) for r in rows] == [("study", 0, 1)]
+    rows = S._study_estimate_coverage([far], [pool_row], dataset="digits", err=0.05)
+    assert rows[0].failures == 1 and rows[0].p_pool == 0.40
+    # many misses are a bug, not a finding: the sanity check stops the run
+    misses = [S.CoverageRow(0, "vi", i, 0.05, "study", 0.4, N, 1, 1, N) for i in range(20)]
+    with pytest.raises(S.SanityCheckFailed, match="study"):
+        S.check_sanity([], misses, conf=0.05)
+    S.check_sanity([], misses[:1] + [dataclasses.replace(m, failures=0) for m in misses[1:]],
+                   conf=0.05)

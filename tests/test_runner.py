@@ -511,3 +511,33 @@ def test_the_cifar_command_of_study_01s_paper_profile_replaces_its_regimes():
     regimes = plan.parameters["regimes"]
     assert regimes["pgd_small"] == {"kind": "pgd_at", "eps": 0.007843, "steps": 10}
     assert plan.parameters["architectures"]["small_cnn"] == {"width": 32, "hidden": 256}
+
+
+def test_strict_determinism_is_off_by_default_and_on_when_asked(monkeypatch):
+    import torch
+
+    from studylib.core.runtime import DETERMINISM_ENV, set_deterministic
+    monkeypatch.delenv(DETERMINISM_ENV, raising=False)
+    try:
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        monkeypatch.setenv(DETERMINISM_ENV, "strict")
+        set_deterministic(True)
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        set_deterministic(True, strict=False)
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        monkeypatch.delenv(DETERMINISM_ENV, raising=False)
+        set_deterministic(True)
+
+
+def test_resnet_pools_with_a_mean_that_matches_adaptive_average_pooling():
+    import torch
+    from torch import nn
+
+    from studylib.models import SpatialMean
+    x = torch.randn(3, 5, 7, 6, requires_grad=True)
+    assert torch.allclose(SpatialMean()(x), nn.AdaptiveAvgPool2d(1)(x), atol=1e-6)
+    SpatialMean()(x).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, 1 / 42))

@@ -365,3 +365,131 @@ def test_the_hmc_sample_cache_rebuilds_a_corrupt_entry(tmp_path, monkeypatch):
     again, info = V._hmc_cached(bayesian_mlp(4, 2, hidden=(3,), seed=0), bundle, **kw)
     assert not info["from_cache"]
     assert all(torch.equal(again[k], first[k]) for k in first)
+
+
+# ----------------------------------------------------------------------------- HMC chains
+
+
+def _gaussian(mu, sd):
+    def potential_and_grad(w):
+        z = (w - mu) / sd
+        return 0.5 * (z * z).sum(1), (w - mu) / sd ** 2
+    return potential_and_grad
+
+
+def test_hmc_chains_recover_the_moments_of_a_gaussian_target():
+    """A Gaussian with known mean and (anisotropic) sd: the pooled chains' mean and sd match
+    within a few Monte-Carlo standard errors of the ESS, the chains mix (split R-hat near 1),
+    and the integrator's energy error stays small."""
+    mu, sd = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.5, 1.0, 2.0])
+    chain, info = V.hmc_chains(_gaussian(mu, sd), torch.zeros(4, 3) + torch.tensor([[3.0]]),
+                               num_samples=400, warmup_steps=200, trajectory_length=1.5,
+                               init_step_size=0.1, seed=0)
+    assert chain.shape == (4, 400, 3) and info["chains"] == 4
+    diag = V.chain_diagnostics(chain)
+    assert diag["ess"] > 200 and diag["rhat"] < 1.05
+    x = chain.reshape(-1, 3)
+    se = sd / math.sqrt(diag["ess"])
+    assert torch.all(torch.abs(x.mean(0) - mu) < 5 * se)
+    assert torch.allclose(x.std(0), sd, rtol=0.2)
+    assert 0.5 < info["accept_rate"] <= 1 and info["divergent"] == 0
+    assert info["energy_error_mean"] < 1.0
+    # the trajectory sets the leapfrog count from the adapted step
+    assert info["num_leapfrog"] == math.ceil(1.5 / info["step_size"])
+
+
+def test_hmc_chains_short_trajectories_mix_worse_than_long_ones():
+    """At the same step size (no adaptation), proposals of one leapfrog step (a trajectory of
+    0.05 of the target's sd) give a far smaller effective sample size than trajectories of
+    about one sd: the failure the study's audit found in its short-trajectory chain."""
+    mu, sd = torch.zeros(5), torch.ones(5)
+    kw = dict(warmup_steps=0, init_step_size=0.05, seed=1)
+    short, _ = V.hmc_chains(_gaussian(mu, sd), torch.zeros(2, 5), num_samples=400,
+                            num_leapfrog=1, **kw)
+    long_, _ = V.hmc_chains(_gaussian(mu, sd), torch.zeros(2, 5), num_samples=400,
+                            trajectory_length=1.2, **kw)
+    assert V.chain_diagnostics(long_)["ess"] > 4 * V.chain_diagnostics(short)["ess"]
+
+
+def test_chain_diagnostics_flags_chains_stuck_in_different_places():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 200, generator=rng)
+    x[1] += 5.0
+    d = V.chain_diagnostics(x)
+    assert d["rhat"] > 1.5
+    assert V.chain_diagnostics(torch.randn(4, 200, generator=rng))["rhat"] < 1.05
+
+
+def test_hmc_chains_reject_bad_arguments():
+    pg = _gaussian(torch.zeros(2), torch.ones(2))
+    with pytest.raises(ValueError):
+        V.hmc_chains(pg, torch.zeros(2), num_samples=5)
+    with pytest.raises(ValueError):
+        V.hmc_chains(pg, torch.zeros(1, 2), num_samples=5, thin=0)
+    with pytest.raises(ValueError):
+        V.hmc_chains(pg, torch.zeros(1, 2), num_samples=5, trajectory_length=0.0)
+
+
+def test_hmc_samples_several_chains_lay_out_chain_after_chain(tmp_path):
+    from studylib.techniques.bayes import bayesian_mlp
+    torch.manual_seed(0)
+    x, y = torch.rand(20, 4), torch.randint(0, 2, (20,))
+    inits = [dict(bayesian_mlp(4, 2, hidden=(3,), seed=s).template.named_parameters())
+             for s in (5, 6)]
+    samples, info = V.hmc_samples(bayesian_mlp(4, 2, hidden=(3,), seed=0), x, y, num_samples=6,
+                                  warmup_steps=5, chains=3, thin=2, trajectory_length=0.3,
+                                  inits=inits, seed=0)
+    assert {v.shape[0] for v in samples.values()} == {18}
+    assert info["chains"] == 3 and info["thin"] == 2
+    for key in ("weight_ess", "weight_rhat", "energy_ess", "energy_error_mean"):
+        assert key in info
+
+
+# ----------------------------------------------------------------------------- pools, device
+
+
+def test_pool_chunk_size_bounds_the_weights_held_at_once():
+    assert V.pool_chunk_size("cpu", 407_050) == (2 ** 29) // (4 * 407_050)  # 329 MNIST MLPs
+    assert V.pool_chunk_size("cpu", 10) == 4096 and V.pool_chunk_size("cpu", 10 ** 9) == 16
+    assert V.pool_chunk_size("cuda", 407_050) > V.pool_chunk_size("cpu", 407_050)
+
+
+def test_a_streamed_pool_has_every_network_once_and_is_seeded():
+    from studylib.techniques.bayes import VIPosterior, bayesian_mlp
+    bnet = bayesian_mlp(4, 2, hidden=(3,), seed=0)
+    locs = {k: torch.zeros(s) for k, s in bnet.site_shapes.items()}
+    scales = {k: torch.ones(s) for k, s in bnet.site_shapes.items()}
+    post = VIPosterior(bnet, locs, scales)
+    fp = V.FittedPosterior("vi", {}, draw=lambda n, s: V.network_set_from_posterior(post, n,
+                                                                                    seed=s))
+    sets = list(fp.stream(10, seed=3, chunk=4))
+    assert [len(s) for s in sets] == [4, 4, 2]
+    again = list(fp.stream(10, seed=3, chunk=4))
+    first = next(iter(sets[0].params))
+    assert all(torch.equal(a.params[first], b.params[first]) for a, b in zip(sets, again))
+    assert not torch.equal(sets[0].params[first], sets[1].params[first][:4])
+    mcmc = V.FittedPosterior("hmc", {}, samples=sets[0])
+    with pytest.raises(ValueError, match="not i.i.d."):
+        list(mcmc.stream(4, 0, 2))
+    assert len(mcmc.networks(3, 0)) == 3
+    with pytest.raises(ValueError):
+        mcmc.networks(5, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_network_sets_and_outcomes_live_on_the_gpu():
+    nets = V.NetworkSet.from_modules([nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+                                      for _ in range(5)]).to("cuda")
+    assert nets.device.type == "cuda"
+    o = V.bernoulli_outcomes(nets, torch.rand(4), 0.1, 0.25, "pgd", steps=3)
+    assert o.outcome.device.type == "cuda"
+    ibp = V.ibp_outcomes(nets, torch.rand(4), 0.1, 0.25)
+    assert torch.all(o.outcome <= ibp.outcome)
+
+
+def test_network_set_reports_its_device_and_moves_inputs_there():
+    nets = V.NetworkSet.from_modules([nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+                                      for _ in range(5)])
+    assert nets.device == torch.device("cpu")
+    o = V.attack_outcomes(nets, torch.rand(4), 0.0, 0.25)
+    assert o.outcome.device == nets.device and not o.outcome.any()

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true",
                    help="let the studies download a missing torchvision data set (MNIST, "
                         "CIFAR-10, GTSRB); off by default, see also `data prepare`")
+    p.add_argument("--strict-determinism", action="store_true",
+                   help="fail an op that has no deterministic kernel (torch's "
+                        "use_deterministic_algorithms without warn_only; sets "
+                        "STUDYLIB_DETERMINISTIC=strict for the notebooks) instead of warning")
     p.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="fail a cell that runs longer than this (default: no limit)")
     p.add_argument("--dry-run", action="store_true",

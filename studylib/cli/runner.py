@@ -948,6 +948,10 @@ def cmd_run(args) -> int:
     Exit codes: 0 all ok (or skipped), 1 a study failed, 2 invalid input or a folder in use
     (nothing ran), 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     """
+    if getattr(args, "strict_determinism", False):
+        from ..core.runtime import DETERMINISM_ENV
+
+        os.environ[DETERMINISM_ENV] = "strict"  # the kernels inherit this process's environment
     runner = Runner(notebooks_dir=args.notebooks_dir, params_dir=args.params_dir,
                     output_root=args.output_root,
                     execution_timeout=getattr(args, "timeout", None),

@@ -51,11 +51,24 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def set_deterministic(enabled: bool = True) -> None:
-    """Ask torch for deterministic kernels (warn, don't fail, where an op has none)."""
+DETERMINISM_ENV = "STUDYLIB_DETERMINISTIC"
+
+
+def set_deterministic(enabled: bool = True, *, strict: bool | None = None) -> None:
+    """Ask torch for deterministic kernels.
+
+    By default an op without a deterministic kernel warns and runs (on a CPU every op the kit
+    uses has one; on CUDA the kit's models avoid the known exceptions, e.g. the ResNet pools
+    with a mean instead of ``AdaptiveAvgPool2d``). ``strict=True``, or the environment
+    variable ``STUDYLIB_DETERMINISTIC=strict`` (``python -m studylib run
+    --strict-determinism``), makes such an op raise instead, so "same seed, same numbers" is
+    enforced rather than hoped for.
+    """
+    if strict is None:
+        strict = os.environ.get(DETERMINISM_ENV, "").strip().lower() == "strict"
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.use_deterministic_algorithms(enabled, warn_only=not (enabled and strict))
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.deterministic = enabled
         torch.backends.cudnn.benchmark = not enabled

@@ -85,6 +85,9 @@ class Settings(StudySettings):
     hmc_backend: str
     hmc_warmup: int
     hmc_leapfrog: int
+    hmc_chains: int
+    hmc_thin: int
+    hmc_trajectory: float
     prior_scale: float
     vi_epochs: int
     dropout_p: float
@@ -92,9 +95,10 @@ class Settings(StudySettings):
     err: float
     conf: float
     cp_alpha: float
-    delta_out: float
+    delta_out: dict[str, float]
     eps_grid: tuple[float, ...]
     n_points: int
+    comparison_points: int
     coverage_points: int
     pgd_steps: int
     pgd_restarts: int
@@ -107,6 +111,13 @@ class Settings(StudySettings):
     def n_chernoff(self) -> int:
         """Chernoff-Hoeffding sample size of the guarantee (err, conf)."""
         return chernoff_sample_size(self.err, self.conf)
+
+    def delta(self, dataset: str) -> float:
+        """The output threshold of ``dataset`` (the authors: 0.25 for MNIST, 0.75 for GTSRB)."""
+        if dataset not in self.delta_out:
+            raise ValueError(f"delta_out has no threshold for {dataset!r}; it has "
+                             f"{sorted(self.delta_out)}")
+        return float(self.delta_out[dataset])
 
     @property
     def mid_eps(self) -> float:
@@ -127,7 +138,17 @@ class PosteriorFit:
     clean_accuracy: float  # posterior predictive of the first 200 networks on the test split
     networks: int
     hmc_accept_rate: float  # NaN for VI and MC dropout
-    iid: bool  # whether the networks are independent draws (HMC: one chain, not)
+    iid: bool  # whether the networks are independent draws (HMC chains: not)
+    predictive_ess: float = math.nan  # MCMC: worst ESS of the predictive probability (8 inputs)
+    predictive_rhat: float = math.nan  # MCMC: worst split R-hat of the same
+    weight_rhat: float = math.nan  # MCMC: worst split R-hat over the weights
+    energy_error: float = math.nan  # MCMC: mean |H(proposal) - H(start)| after warm-up
+
+    def guarantee(self, n_chernoff: int) -> bool:
+        """Whether the Chernoff bound applies to estimates from these networks: i.i.d. draws,
+        or MCMC samples whose effective sample size of the predictive probability reaches
+        ``n_chernoff`` (with split R-hat below 1.05)."""
+        return self.iid or (self.predictive_ess >= n_chernoff and self.predictive_rhat < 1.05)
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,7 @@ class Cell:
     n_seq: int
     n_chernoff: int
     mean_divergence: float
+    grid: bool = True  # False: a cell of the method comparison only (primary eps, PGD)
 
     @property
     def constant(self) -> bool:
@@ -165,7 +187,7 @@ class CoverageRow:
     pool: str  # "vi", "mc_dropout" or "bernoulli(0.02)", "bernoulli(0.5)"
     point: int
     eps: float
-    method: str  # "chernoff" | "sequential"
+    method: str  # "chernoff" | "sequential" | "study" (the study's own estimate, one repetition)
     p_pool: float
     pool_size: int
     repetitions: int
@@ -238,7 +260,8 @@ def _posterior(bundle, arch: str, inference: str, s: Settings, ctx: StudyContext
         mlp_hidden=s.mlp_hidden, cnn_width=s.cnn_width, cnn_hidden=s.cnn_hidden,
         prior_scale=s.prior_scale, vi_epochs=s.vi_epochs, dropout_p=s.dropout_p,
         train_epochs=s.train_epochs, hmc_backend=s.hmc_backend, hmc_warmup=s.hmc_warmup,
-        hmc_leapfrog=s.hmc_leapfrog, device=ctx.device, progress=False, **kw)
+        hmc_leapfrog=s.hmc_leapfrog, hmc_chains=s.hmc_chains, hmc_thin=s.hmc_thin,
+        hmc_trajectory=s.hmc_trajectory, device=ctx.device, progress=False, **kw)
 
 
 def run(settings: Settings, ctx: StudyContext) -> Records:
@@ -250,7 +273,8 @@ def run(settings: Settings, ctx: StudyContext) -> Records:
     Raises :class:`SanityCheckFailed` when a property that holds by construction fails.
     """
     s = settings
-    torch.set_num_threads(1)  # tiny per-network ops: a second thread costs more (measured)
+    if torch.device(ctx.device).type == "cpu":
+        torch.set_num_threads(1)  # tiny per-network ops: a second CPU thread costs more (measured)
     n_ch = s.n_chernoff
     bundles = {name: _load(name, s) for name in s.datasets}
     fits, networks = [], {}
@@ -262,17 +286,31 @@ def run(settings: Settings, ctx: StudyContext) -> Records:
                 seed_everything(seed)
                 nets, info = _posterior(bundle, arch, inf, s, ctx, n_networks=n_ch, seed=seed)
                 networks[(name, seed, inf)] = nets
-                fits.append(PosteriorFit(name, seed, inf, float(info["clean_accuracy"]),
-                                         len(nets), float(info.get("hmc_accept_rate", math.nan)),
-                                         bool(info["iid"])))
+                fits.append(PosteriorFit(
+                    name, seed, inf, float(info["clean_accuracy"]), len(nets),
+                    float(info.get("hmc_accept_rate", math.nan)), bool(info["iid"]),
+                    float(info.get("predictive_ess", math.nan)),
+                    float(info.get("predictive_rhat", math.nan)),
+                    float(info.get("hmc_weight_rhat", math.nan)),
+                    float(info.get("hmc_energy_error_mean", math.nan))))
     cells = []
     for (name, seed, inf), nets in networks.items():
-        points = bundles[name][0].test.x[: s.n_points]
-        for r in robustness_grid(nets, points, s.eps_grid, s.delta_out, err=s.err, conf=s.conf,
-                                 alpha=s.cp_alpha, pgd_steps=s.pgd_steps,
-                                 pgd_restarts=s.pgd_restarts, seed=seed, progress=False):
+        test_x = bundles[name][0].test.x
+        common = dict(err=s.err, conf=s.conf, alpha=s.cp_alpha, pgd_steps=s.pgd_steps,
+                      pgd_restarts=s.pgd_restarts, seed=seed, progress=False)
+        for r in robustness_grid(nets, test_x[: s.n_points], s.eps_grid, s.delta(name),
+                                 **common):
             cells.append(Cell(dataset=name, seed=seed, inference=inf, **r))
+        # the method comparison: PGD at the primary eps on comparison_points points in all
+        # (the grid's first n_points included); the extra points get seeds of their own index
+        extra = test_x[s.n_points: s.comparison_points]
+        if len(extra):
+            for r in robustness_grid(nets, extra, [s.mid_eps], s.delta(name),
+                                     outcome_methods=(OUTCOME,), point_offset=s.n_points,
+                                     **common):
+                cells.append(Cell(dataset=name, seed=seed, inference=inf, grid=False, **r))
     coverage = _coverage_experiment(bundles, s, ctx)
+    coverage += _study_estimate_coverage(cells, coverage, dataset=s.coverage_dataset, err=s.err)
     checks = check_sanity(cells, coverage, conf=s.conf)
     for (name, inf), group in itertools.groupby(
             sorted(fits, key=lambda f: (f.dataset, f.inference)),
@@ -290,10 +328,18 @@ def _coverage_experiment(bundles, s: Settings, ctx: StudyContext) -> list[Covera
     """Per seed: a pool of ``pool_factor x N`` fresh i.i.d. networks of each i.i.d. posterior
     (VI, MC dropout; a draw seed disjoint from the estimation networks), every network's PGD
     outcome at each coverage point and eps, and ``coverage_repetitions`` estimates from draws
-    with replacement; plus two controlled Bernoulli pools at p = 0.02 and 0.5."""
+    with replacement; plus two controlled Bernoulli pools at p = 0.02 and 0.5.
+
+    The pool is streamed: drawn and attacked in sets of :func:`pool_chunk_size` networks (about
+    0.5 GiB of weights on a CPU, 4 GiB on a GPU), so its memory does not grow with
+    ``pool_factor`` (the paper profile's 20 x 292 draws of the 407,050-weight MNIST MLP would
+    hold 9.5 GB at once)."""
+    from ..techniques.verification import fit_posterior, pool_chunk_size
+
     n_ch = s.n_chernoff
     bundle, arch = bundles.get(s.coverage_dataset) or _load(s.coverage_dataset, s)
     points = bundle.test.x[: s.coverage_points]
+    delta = s.delta(s.coverage_dataset)
     rows = []
 
     def add(seed, pool_name, point, eps, pool, rep_seed):
@@ -307,17 +353,62 @@ def _coverage_experiment(bundles, s: Settings, ctx: StudyContext) -> list[Covera
 
     for seed in s.seeds:
         for inf in [m for m in APPROXIMATIONS if m in s.inference_methods]:
-            pool_nets, _ = _posterior(bundle, arch, inf, s, ctx, n_networks=s.pool_factor * n_ch,
-                                      seed=seed, draw_seed=10_000 + seed, accuracy_networks=0)
-            for i in range(s.coverage_points):
-                for eps in s.eps_grid:
-                    pool = outcome_pool(pool_nets, points[i], eps, s.delta_out, method="pgd",
-                                        steps=s.pgd_steps, restarts=s.pgd_restarts, seed=seed)
-                    add(seed, inf, i, float(eps), pool, seed * 7919 + i * 31 + int(eps * 1e4))
+            post = fit_posterior(
+                bundle, arch=arch, inference=inf, seed=seed, mlp_hidden=s.mlp_hidden,
+                cnn_width=s.cnn_width, cnn_hidden=s.cnn_hidden, prior_scale=s.prior_scale,
+                vi_epochs=s.vi_epochs, dropout_p=s.dropout_p, train_epochs=s.train_epochs,
+                device=ctx.device, progress=False)
+            pools: dict[tuple[int, float], list[np.ndarray]] = {}
+            chunk = None
+            for c, nets in enumerate(post.stream(s.pool_factor * n_ch, 10_000 + seed,
+                                                 chunk=pool_chunk_size(
+                                                     ctx.device, _n_params(bundle, arch, s)))):
+                chunk = chunk or len(nets)
+                for i in range(s.coverage_points):
+                    for eps in s.eps_grid:
+                        pools.setdefault((i, float(eps)), []).append(outcome_pool(
+                            nets, points[i], eps, delta, method="pgd", chunk=len(nets),
+                            steps=s.pgd_steps, restarts=s.pgd_restarts,
+                            seed=seed * 1009 + c))
+            for (i, eps), parts in pools.items():
+                add(seed, inf, i, eps, np.concatenate(parts),
+                    seed * 7919 + i * 31 + int(eps * 1e4))
         for p in CONTROL_P:
             rng = np.random.default_rng([seed, int(p * 1e4)])
             pool = (rng.random(s.pool_factor * n_ch) < p).astype(np.int8)
             add(seed, f"bernoulli({p:g})", -1, math.nan, pool, seed * 7919 + int(p * 1e4))
+    return rows
+
+
+def _n_params(bundle, arch: str, s: Settings) -> int:
+    """Weights of the study's network on ``bundle`` (what one sampled network holds)."""
+    from ..techniques import bayes
+
+    c, h, _ = bundle.input_shape
+    if arch == "mlp":
+        net = bayes.bayesian_mlp(c * h * h, bundle.num_classes, hidden=tuple(s.mlp_hidden))
+    else:
+        net = bayes.bayesian_cnn(c, bundle.num_classes, h, width=s.cnn_width,
+                                 hidden=s.cnn_hidden)
+    return int(sum(int(np.prod(v)) for v in net.site_shapes.values()))
+
+
+def _study_estimate_coverage(cells: Sequence[Cell], coverage: Sequence[CoverageRow], *,
+                             dataset: str, err: float) -> list[CoverageRow]:
+    """Coverage of the estimates the study reports: each i.i.d. posterior's Chernoff p_hat from
+    its own N estimation networks (a PGD cell of the grid on ``dataset``) against the p of the
+    large, disjoint pool of the same posterior, point and eps (the long reference run). One
+    repetition per cell; pooled over the cells the miss fraction must stay within conf (the
+    pool's p itself carries a little sampling error, so this check is conservative)."""
+    ref = {(r.seed, r.pool, r.point, r.eps): r.p_pool for r in coverage
+           if r.method == "chernoff" and r.point >= 0}
+    rows = []
+    for c in cells:
+        key = (c.seed, c.inference, c.point, c.eps)
+        if c.dataset == dataset and c.outcome == OUTCOME and c.grid and key in ref:
+            miss = int(abs(c.p_hat - ref[key]) > err)
+            rows.append(CoverageRow(c.seed, c.inference, c.point, c.eps, "study", ref[key],
+                                    c.n_chernoff, 1, miss, float(c.n_used)))
     return rows
 
 
@@ -436,7 +527,7 @@ def claim_robustness_decreases_with_epsilon(records: Records, settings: Settings
     Monotonicity itself (no estimate falls as eps grows) holds by definition for shared
     networks; it is :func:`check_sanity`'s business, not a claim."""
     lo_eps, hi_eps = min(settings.eps_grid), max(settings.eps_grid)
-    cells = records.cells
+    cells = [c for c in records.cells if c.grid]
     rule = Rule("greater", 0.0)
     decisions = []
     for ds in _order(cells, "dataset"):
@@ -532,7 +623,10 @@ def claim_hmc_more_robust_than_approximations(records: Records, settings: Settin
         "hmc_more_robust_than_approximations",
         f"At eps = {eps:g}, the HMC posterior's PGD estimate of p is below that of VI and of "
         "MC dropout (approximation - HMC > 0, paired by seed, Bonferroni intervals)", decisions,
-        details={"eps": eps, "outcome": OUTCOME, "n_points": settings.n_points})
+        details={"eps": eps, "outcome": OUTCOME,
+                 "n_points": max(settings.n_points, settings.comparison_points),
+                 "hmc_guarantee": {f"{f.dataset}/seed {f.seed}": f.guarantee(records.n_chernoff)
+                                   for f in records.fits if f.inference == REFERENCE}})
 
 
 # ============================================================================ tables, figures
@@ -542,15 +636,22 @@ def fit_table(records: Records):
     """Clean accuracy and HMC acceptance rate per data set and posterior (mean over seeds)."""
     import pandas as pd
 
-    df = pd.DataFrame([dataclasses.asdict(f) for f in records.fits])
-    return df.groupby(["dataset", "inference"])[["clean_accuracy", "hmc_accept_rate"]].mean()
+    df = pd.DataFrame([{**dataclasses.asdict(f), "guarantee": f.guarantee(records.n_chernoff)}
+                       for f in records.fits])
+    cols = ["clean_accuracy", "hmc_accept_rate", "predictive_ess", "predictive_rhat",
+            "weight_rhat", "energy_error"]
+    out = df.groupby(["dataset", "inference"])[cols].mean()
+    out["guarantee"] = df.groupby(["dataset", "inference"])["guarantee"].all().map(
+        {True: f"N = {records.n_chernoff}", False: "no guarantee"})
+    return out
 
 
 def estimate_table(records: Records):
-    """p_hat per data set, posterior, eps and outcome (mean over test points and seeds)."""
+    """p_hat per data set, posterior, eps and outcome (mean over the grid's test points and
+    seeds)."""
     import pandas as pd
 
-    df = pd.DataFrame([dataclasses.asdict(c) for c in records.cells])
+    df = pd.DataFrame([dataclasses.asdict(c) for c in records.cells if c.grid])
     table = df.groupby(["dataset", "inference", "eps", "outcome"])["p_hat"].mean()
     return table.unstack("outcome")[[o for o in OUTCOME_METHODS if o in set(df.outcome)]]
 
@@ -573,7 +674,8 @@ def plot_robustness_bands(records: Records, dataset: str, *, title: str = "",
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    df = pd.DataFrame([dataclasses.asdict(c) for c in records.cells if c.dataset == dataset])
+    df = pd.DataFrame([dataclasses.asdict(c) for c in records.cells
+                       if c.dataset == dataset and c.grid])
     methods = list(dict.fromkeys(df["inference"]))
     fig, axes = plt.subplots(1, len(methods), figsize=(ax_size * len(methods), ax_size),
                              sharey=True, squeeze=False)

@@ -31,7 +31,7 @@ bound one network at a time and are not among the project's dependencies.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -458,6 +458,11 @@ class NetworkSet:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def device(self) -> torch.device:
+        """Where the networks' weights live (inputs are moved there)."""
+        return next(iter(self.params.values())).device
+
     def subset(self, index: Sequence[int] | torch.Tensor | slice) -> NetworkSet:
         """The networks at ``index`` (a slice, index list or tensor) as a new set."""
         if not isinstance(index, slice):
@@ -559,7 +564,7 @@ class NetworkSet:
             return
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            x = torch.rand(2, *shape)
+            x = torch.rand(2, *shape).to(self.device)  # drawn on the CPU: same probe anywhere
             pick = {n: v[0] for n, v in self.params.items()}
             bufs = {n: v[0] for n, v in self.buffers.items()}
             mine = self._single_forward(pick, bufs, {}, x)
@@ -742,13 +747,14 @@ def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_ou
     if bad or (attack == "pgd" and not pgd_objectives):
         raise ValueError(f"pgd_objectives must be a non-empty subset of {PGD_OBJECTIVES}")
     s = len(nets)
+    x_star = x_star.to(nets.device)
     x0 = x_star.unsqueeze(0).expand(s, *x_star.shape).contiguous()
     with torch.no_grad():
         logits_star = nets.paired_logits(x0)
         probs_star = torch.softmax(logits_star, -1)
     y_star = logits_star.argmax(-1)
     if eps == 0:
-        div = torch.zeros(s)
+        div = torch.zeros(s, device=x0.device)
         return Outcomes(div > delta_out, div, attack)
     if attack == "fgsm":
         candidates = [attacks.fgsm(_Paired(nets), x0, y_star, eps, clip=clip)]
@@ -765,7 +771,7 @@ def attack_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_ou
             step_size=step_size if step_size is not None else 2.5 * eps / steps,
             restarts=restarts, random_start=True, seed=seed + 7919 * k, clip=clip)
             for k, name in enumerate(pgd_objectives)]
-    div = torch.full((s,), -1.0)
+    div = torch.full((s,), -1.0, device=x0.device)
     with torch.no_grad():
         for x_adv in candidates:
             x_adv = torch.max(torch.min(x_adv.detach(), x0 + eps), x0 - eps).clamp(*clip)
@@ -781,6 +787,7 @@ def ibp_outcomes(nets: NetworkSet, x_star: torch.Tensor, eps: float, delta_out: 
     over ``T`` is ``<= delta_out``; since the bound is sound, the outcome is an *upper* bound on
     the per-network truth, and its mean an upper bound on ``p`` (up to sampling error).
     """
+    x_star = x_star.to(nets.device)
     lo, hi = input_box(x_star.unsqueeze(0), eps, clip)
     with torch.no_grad():
         probs_star = torch.softmax(nets(x_star.unsqueeze(0)), -1)  # (S, 1, K)
@@ -910,7 +917,8 @@ def robustness_grid(nets: NetworkSet, points: torch.Tensor, eps_grid: Sequence[f
                     delta_out: float, *, err: float, conf: float,
                     outcome_methods: Sequence[str] = OUTCOME_METHODS, alpha: float | None = None,
                     pgd_steps: int = 20, pgd_restarts: int = 1, seed: int = 0,
-                    progress: bool = True, desc: str | None = None) -> list[dict[str, Any]]:
+                    progress: bool = True, desc: str | None = None, point_offset: int = 0
+                    ) -> list[dict[str, Any]]:
     """Estimate ``p`` at every (test point, eps, outcome method) from the first ``N_CH`` networks.
 
     The same ``N_CH`` sampled networks serve every cell (common random numbers), so cells differ
@@ -925,6 +933,8 @@ def robustness_grid(nets: NetworkSet, points: torch.Tensor, eps_grid: Sequence[f
         outcome_methods: subset of ``("fgsm", "pgd", "ibp")``.
         pgd_steps, pgd_restarts, seed: PGD settings (seed offset by point and eps index).
         progress, desc: progress bar over cells.
+        point_offset: index of ``points[0]`` among the test points (reported as ``point`` and
+            used in the PGD seed, so a later batch of points continues the first one).
 
     Returns:
         one dict per cell: ``point, eps, outcome, p_hat, n_used`` (Chernoff), ``p_hat_seq,
@@ -947,12 +957,12 @@ def robustness_grid(nets: NetworkSet, points: torch.Tensor, eps_grid: Sequence[f
     for i, j, m in it:
         eps = float(eps_grid[j])
         kw = {} if m == "ibp" else {"steps": pgd_steps, "restarts": pgd_restarts,
-                                    "seed": seed * 1_000_003 + i * 1009 + j}
+                                    "seed": seed * 1_000_003 + (i + point_offset) * 1009 + j}
         o = bernoulli_outcomes(sub, points[i], eps, delta_out, m, **kw)
         x = o.outcome.cpu().numpy().astype(float)
         ch = estimate_probability(x, err=err, conf=conf, method="chernoff")
         sq = estimate_probability(x, err=err, conf=conf, method="sequential", alpha=alpha)
-        rows.append({"point": i, "eps": eps, "outcome": m, "p_hat": ch.p_hat,
+        rows.append({"point": i + point_offset, "eps": eps, "outcome": m, "p_hat": ch.p_hat,
                      "n_used": ch.n_used, "p_hat_seq": sq.p_hat, "n_seq": sq.n_used,
                      "n_chernoff": n_ch, "mean_divergence": float(o.divergence.mean())})
     return rows
@@ -1011,76 +1021,126 @@ def _nuts_cached(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: in
 
 def _hmc_cached(bnet: Any, bundle: Any, *, num_samples: int, warmup_steps: int,
                 num_leapfrog: int, seed: int, device: Any = "cpu", progress: bool = False,
-                cache: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache."""
+                cache: bool = True, chains: int = 1, thin: int = 1,
+                trajectory_length: float | None = None,
+                inits: Sequence[Mapping[str, torch.Tensor]] | None = None
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`hmc_samples` on ``bundle.train`` behind a content-addressed cache (samples are
+    returned on ``device``)."""
 
     from ..core.cache import load_entry, save_entry
     from ..core.runtime import select_device
 
+    dev = select_device(device)
     path = _sampler_cache_path({
-        "kind": "hmc", "v": 1, "bnet": bnet.config, "data": bundle.spec,
+        "kind": "hmc", "v": 2, "bnet": bnet.config, "data": bundle.spec,
         "num_samples": num_samples, "warmup": warmup_steps, "leapfrog": num_leapfrog,
-        "seed": int(seed)})
+        "seed": int(seed), "chains": int(chains), "thin": int(thin),
+        "trajectory": trajectory_length})
     ck = load_entry(path, what="HMC samples",
                     check=lambda ck: "samples" in ck and "info" in ck) if cache else None
     if ck is not None:
-        return ck["samples"], dict(ck["info"], from_cache=True)
-    dev = select_device(device)
+        return {k: v.to(dev) for k, v in ck["samples"].items()}, dict(ck["info"], from_cache=True)
     bnet.to(dev)
     samples, info = hmc_samples(bnet, bundle.train.x.to(dev), bundle.train.y.to(dev),
                                 num_samples=num_samples, warmup_steps=warmup_steps,
-                                num_leapfrog=num_leapfrog, seed=seed, progress=progress)
-    bnet.to("cpu")
-    samples = {k: v.cpu() for k, v in samples.items()}
+                                num_leapfrog=num_leapfrog, seed=seed, progress=progress,
+                                chains=chains, thin=thin, trajectory_length=trajectory_length,
+                                inits=inits)
     if cache:
-        save_entry(path, {"samples": samples, "info": info}, what="HMC samples")
+        save_entry(path, {"samples": {k: v.cpu() for k, v in samples.items()}, "info": info},
+                   what="HMC samples")
     return samples, dict(info, from_cache=False)
 
 
 @torch.no_grad()
 def predictive_accuracy(nets: NetworkSet, x: torch.Tensor, y: torch.Tensor, *,
                         chunk: int = 256) -> float:
-    """Accuracy of the posterior predictive (softmax averaged over all networks in ``nets``)."""
-    total = torch.zeros(x.shape[0], nets(x[:1]).shape[-1])
+    """Accuracy of the posterior predictive (softmax averaged over all networks in ``nets``),
+    computed where the networks live."""
+    x, y = x.to(nets.device), y.to(nets.device)
+    total = torch.zeros(x.shape[0], nets(x[:1]).shape[-1], device=nets.device)
     for start in range(0, len(nets), chunk):
         sub = nets.subset(slice(start, min(start + chunk, len(nets))))
-        total += torch.softmax(sub(x), -1).sum(0).cpu()
-    return float((total.argmax(1) == y.cpu()).float().mean())
+        total += torch.softmax(sub(x), -1).sum(0)
+    return float((total.argmax(1) == y).float().mean())
 
 
-def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: int, seed: int,
-                       mlp_hidden: Sequence[int] = (16,), cnn_width: int = 8,
-                       cnn_hidden: int = 32, prior_scale: float = 1.0, vi_epochs: int = 20,
-                       vi_lr: float = 1e-2, dropout_p: float = 0.25, train_epochs: int = 20,
-                       hmc_backend: str = "torch", hmc_warmup: int = 200,
-                       hmc_leapfrog: int = 20, nuts_max_tree_depth: int = 6,
-                       device: str | torch.device = "cpu", draw_seed: int | None = None,
-                       accuracy_networks: int = 200, progress: bool = True
-                       ) -> tuple[NetworkSet, dict[str, Any]]:
-    """Fit one approximate posterior on ``bundle`` and return ``n_networks`` sampled networks.
+@torch.no_grad()
+def predictive_series_diagnostics(nets: NetworkSet, x: torch.Tensor, chains: int
+                                  ) -> dict[str, float]:
+    """ESS and R-hat of each network's softmax probability of the posterior-predictive class at
+    the inputs ``x`` (the quantity whose mean the study estimates), for ``nets`` laid out as
+    ``chains`` chains one after the other; the worst input."""
+    x = x.to(nets.device)
+    probs = torch.softmax(nets(x), -1)  # (S, B, K)
+    top = probs.mean(0).argmax(-1)  # (B,)
+    series = probs[:, torch.arange(x.shape[0], device=probs.device), top]  # (S, B)
+    d = chain_diagnostics(series.reshape(chains, -1, x.shape[0]))
+    return {"predictive_ess": d["ess"], "predictive_rhat": d["rhat"]}
 
-    Args:
-        bundle: a ``studylib.data.DataBundle``.
-        arch: ``"mlp"`` (``studylib.models`` MLP with ``mlp_hidden``) or ``"cnn"`` (SmallCNN
-            with ``cnn_width``, ``cnn_hidden``).
-        inference: ``"hmc"`` (``n_networks`` kept samples in chain order after ``hmc_warmup``
-            warm-up proposals: :func:`hmc_samples` with ``hmc_leapfrog`` steps when
-            ``hmc_backend="torch"``, or Pyro NUTS via ``studylib.techniques.bayes.fit_nuts`` with
-            ``nuts_max_tree_depth`` when ``hmc_backend="nuts"``), ``"vi"`` (mean-field
-            ``AutoNormal`` via ``fit_vi``, ``vi_epochs``, ``vi_lr``; i.i.d. draws) or
-            ``"mc_dropout"`` (a deterministic net with dropout ``dropout_p`` trained by
-            ``studylib.training.fit`` for ``train_epochs``; i.i.d. fixed masks).
-        n_networks: sampled networks to return; seed: fit seed; draw_seed: seed of the draw
-            (default ``seed``).
-        prior_scale: Normal prior std for HMC and VI.
-        accuracy_networks: the clean accuracy uses the posterior predictive of the first this
-            many networks (default 200; 0 skips it, e.g. for large coverage pools).
 
-    Returns:
-        ``(nets, info)``; ``info`` holds ``clean_accuracy`` (posterior predictive of the first
-        ``accuracy_networks`` networks on the test split, NaN when skipped), ``iid`` (whether the networks are independent draws) and fit
-        details.
-    """
+def pool_chunk_size(device: torch.device | str, n_params: int, *,
+                    budget_bytes: float | None = None) -> int:
+    """Networks drawn and attacked at once when a large pool is streamed: as many as fit
+    ``budget_bytes`` of weights (default 0.5 GiB on a CPU, 4 GiB on a GPU), at least 16, at most
+    4096. A draw holds the weights and one site's noise, PGD a few input-sized tensors per
+    network, so the weights dominate the memory for every architecture the study uses."""
+    dev = torch.device(device)
+    if budget_bytes is None:
+        budget_bytes = (4 if dev.type == "cuda" else 0.5) * 2 ** 30
+    return int(min(4096, max(16, budget_bytes // (4 * max(1, int(n_params))))))
+
+
+@dataclass
+class FittedPosterior:
+    """A fitted posterior that can draw sampled networks: i.i.d. draws (VI, MC dropout) through
+    ``draw(n, seed)``, or the fixed MCMC samples in chain order (``samples``)."""
+
+    inference: str
+    info: dict[str, Any]
+    draw: Callable[[int, int], NetworkSet] | None = None
+    samples: NetworkSet | None = None
+
+    @property
+    def iid(self) -> bool:
+        return self.draw is not None
+
+    def networks(self, n: int, seed: int) -> NetworkSet:
+        """``n`` networks: fresh i.i.d. draws, or the first ``n`` MCMC samples."""
+        if self.draw is not None:
+            return self.draw(int(n), int(seed))
+        assert self.samples is not None
+        if n > len(self.samples):
+            raise ValueError(f"{n} networks asked of {len(self.samples)} MCMC samples")
+        return self.samples.subset(slice(0, int(n)))
+
+    def stream(self, n: int, seed: int, chunk: int):
+        """``n`` i.i.d. networks in sets of at most ``chunk`` (draw ``i`` seeded ``(seed, i)``),
+        so a pool larger than memory can be evaluated set by set."""
+        if self.draw is None:
+            raise ValueError(f"{self.inference}: MCMC samples are not i.i.d. draws; a pool of "
+                             "them cannot be streamed")
+        for i, start in enumerate(range(0, int(n), int(chunk))):
+            yield self.draw(min(int(chunk), int(n) - start), int(seed) * 100_003 + i)
+
+
+def fit_posterior(bundle: Any, *, arch: str, inference: str, seed: int, n_mcmc: int = 0,
+                  mlp_hidden: Sequence[int] = (16,), cnn_width: int = 8,
+                  cnn_hidden: int = 32, prior_scale: float = 1.0, vi_epochs: int = 20,
+                  vi_lr: float = 1e-2, dropout_p: float = 0.25, train_epochs: int = 20,
+                  hmc_backend: str = "torch", hmc_warmup: int = 200,
+                  hmc_leapfrog: int = 20, hmc_chains: int = 1, hmc_thin: int = 1,
+                  hmc_trajectory: float | None = None, nuts_max_tree_depth: int = 6,
+                  device: str | torch.device = "cpu", progress: bool = True
+                  ) -> FittedPosterior:
+    """Fit one posterior on ``bundle`` (see :func:`posterior_networks` for the arguments; MCMC
+    keeps at least ``n_mcmc`` samples in all, ``hmc_chains`` chains of ``ceil(n_mcmc /
+    hmc_chains)``, thinned
+    by ``hmc_thin``, with a trajectory of ``hmc_trajectory`` when given). Everything lives on
+    ``device``; random draws come from CPU generators, so a seed gives the same networks on
+    any device."""
+    from ..core.runtime import select_device
     from ..models import build_model
     from ..training import TrainConfig, fit
     from . import bayes
@@ -1091,10 +1151,18 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
         raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {inference!r}")
     if hmc_backend not in ("torch", "nuts"):
         raise ValueError(f"hmc_backend must be 'torch' or 'nuts', got {hmc_backend!r}")
+    dev = select_device(device)
     c, h, _ = bundle.input_shape
     k = bundle.num_classes
-    draw_seed = seed if draw_seed is None else draw_seed
     info: dict[str, Any] = {"inference": inference, "arch": arch}
+
+    def bayes_net(net_seed: int):
+        if arch == "mlp":
+            return bayes.bayesian_mlp(c * h * h, k, hidden=tuple(mlp_hidden),
+                                      prior_scale=prior_scale, seed=net_seed)
+        return bayes.bayesian_cnn(c, k, h, width=cnn_width, hidden=cnn_hidden,
+                                  prior_scale=prior_scale, seed=net_seed)
+
     if inference == "mc_dropout":
         if arch == "mlp":
             net = build_model("mlp", in_features=c * h * h, num_classes=k,
@@ -1103,37 +1171,95 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
             net = build_model("small_cnn", in_channels=c, num_classes=k, image_size=h,
                               width=cnn_width, hidden=cnn_hidden, dropout=dropout_p, seed=seed)
         net = fit(net, bundle, TrainConfig(epochs=train_epochs, lr=3e-3), seed=seed,
-                  device=device, progress=progress, desc=f"train {arch} (dropout)")
-        nets = network_set_from_dropout(net.cpu(), n_networks, seed=draw_seed)
-        info["iid"] = True
-    else:
-        if arch == "mlp":
-            bnet = bayes.bayesian_mlp(c * h * h, k, hidden=tuple(mlp_hidden),
-                                      prior_scale=prior_scale, seed=seed)
-        else:
-            bnet = bayes.bayesian_cnn(c, k, h, width=cnn_width, hidden=cnn_hidden,
-                                      prior_scale=prior_scale, seed=seed)
-        if inference == "vi":
-            post = bayes.fit_vi(bnet, bundle, epochs=vi_epochs, lr=vi_lr, seed=seed,
-                                device=device, progress=progress, desc=f"vi {arch}")
-            post.bnet.to("cpu")
-            post = bayes.VIPosterior(post.bnet, post.locs, post.scales, post.history)
-            nets = network_set_from_posterior(post, n_networks, seed=draw_seed)
-            info["iid"] = True
-        elif hmc_backend == "nuts":
-            post = _nuts_cached(bnet, bundle.train.x, bundle.train.y, num_samples=n_networks,
-                                warmup_steps=hmc_warmup, max_tree_depth=nuts_max_tree_depth,
-                                seed=seed, data_id=bundle.spec)
-            nets = network_set_from_posterior(post)  # every kept sample, chain order
-            info["iid"] = False
-            info["nuts_diagnostics"] = post.diagnostics
-        else:
-            samples, hinfo = _hmc_cached(bnet, bundle, num_samples=n_networks,
-                                         warmup_steps=hmc_warmup, num_leapfrog=hmc_leapfrog,
-                                         seed=seed, device=device, progress=progress)
-            nets = NetworkSet(bnet.template, {k: v.cpu() for k, v in samples.items()})
-            info["iid"] = False
-            info.update({f"hmc_{k}": v for k, v in hinfo.items()})
+                  device=device, progress=progress, desc=f"train {arch} (dropout)").to(dev)
+        return FittedPosterior(inference, info, draw=lambda n, s: network_set_from_dropout(
+            net, n, seed=s))
+    bnet = bayes_net(seed)
+    if inference == "vi":
+        post = bayes.fit_vi(bnet, bundle, epochs=vi_epochs, lr=vi_lr, seed=seed,
+                            device=device, progress=progress, desc=f"vi {arch}")
+        post.bnet.to(dev)
+        post = bayes.VIPosterior(post.bnet, {n: v.to(dev) for n, v in post.locs.items()},
+                                 {n: v.to(dev) for n, v in post.scales.items()}, post.history)
+        return FittedPosterior(inference, info, draw=lambda n, s: network_set_from_posterior(
+            post, n, seed=s))
+    if n_mcmc < 1:
+        raise ValueError("MCMC needs n_mcmc >= 1 kept samples")
+    if hmc_backend == "nuts":
+        post = _nuts_cached(bnet, bundle.train.x, bundle.train.y, num_samples=n_mcmc,
+                            warmup_steps=hmc_warmup, max_tree_depth=nuts_max_tree_depth,
+                            seed=seed, data_id=bundle.spec)
+        info["nuts_diagnostics"] = post.diagnostics
+        nets = network_set_from_posterior(post).to(dev)  # every kept sample, chain order
+        info["chains"] = 1
+        return FittedPosterior(inference, info, samples=nets)
+    if hmc_chains < 1:
+        raise ValueError(f"hmc_chains must be >= 1, got {hmc_chains}")
+    inits = [dict(bayes_net(seed * 1000 + 17 * i + 1).template.named_parameters())
+             for i in range(hmc_chains - 1)]
+    samples, hinfo = _hmc_cached(bnet, bundle, num_samples=-(-n_mcmc // hmc_chains),
+                                 warmup_steps=hmc_warmup, num_leapfrog=hmc_leapfrog, seed=seed,
+                                 device=dev, progress=progress, chains=hmc_chains,
+                                 thin=hmc_thin, trajectory_length=hmc_trajectory, inits=inits)
+    info.update({f"hmc_{k}": v for k, v in hinfo.items()})
+    return FittedPosterior(inference, info,
+                           samples=NetworkSet(bnet.template.to(dev), dict(samples)))
+
+
+def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: int, seed: int,
+                       mlp_hidden: Sequence[int] = (16,), cnn_width: int = 8,
+                       cnn_hidden: int = 32, prior_scale: float = 1.0, vi_epochs: int = 20,
+                       vi_lr: float = 1e-2, dropout_p: float = 0.25, train_epochs: int = 20,
+                       hmc_backend: str = "torch", hmc_warmup: int = 200,
+                       hmc_leapfrog: int = 20, hmc_chains: int = 1, hmc_thin: int = 1,
+                       hmc_trajectory: float | None = None, nuts_max_tree_depth: int = 6,
+                       device: str | torch.device = "cpu", draw_seed: int | None = None,
+                       accuracy_networks: int = 200, progress: bool = True
+                       ) -> tuple[NetworkSet, dict[str, Any]]:
+    """Fit one approximate posterior on ``bundle`` and return ``n_networks`` sampled networks.
+
+    Args:
+        bundle: a ``studylib.data.DataBundle``.
+        arch: ``"mlp"`` (``studylib.models`` MLP with ``mlp_hidden``) or ``"cnn"`` (SmallCNN
+            with ``cnn_width``, ``cnn_hidden``).
+        inference: ``"hmc"`` (``n_networks`` kept samples after ``hmc_warmup`` warm-up
+            proposals, ``hmc_chains`` chains one after the other, each in order:
+            :func:`hmc_samples` with ``hmc_leapfrog`` steps, or a trajectory of
+            ``hmc_trajectory``, thinned by ``hmc_thin``, when ``hmc_backend="torch"``; Pyro
+            NUTS via ``studylib.techniques.bayes.fit_nuts`` with ``nuts_max_tree_depth`` when
+            ``hmc_backend="nuts"``), ``"vi"`` (mean-field ``AutoNormal`` via ``fit_vi``,
+            ``vi_epochs``, ``vi_lr``; i.i.d. draws) or ``"mc_dropout"`` (a deterministic net
+            with dropout ``dropout_p`` trained by ``studylib.training.fit`` for
+            ``train_epochs``; i.i.d. fixed masks).
+        n_networks: sampled networks to return; seed: fit seed; draw_seed: seed of the draw
+            (default ``seed``).
+        prior_scale: Normal prior std for HMC and VI.
+        device: where the posterior is fitted and the networks live.
+        accuracy_networks: the clean accuracy uses the posterior predictive of the first this
+            many networks (default 200; 0 skips it).
+
+    Returns:
+        ``(nets, info)``; ``info`` holds ``clean_accuracy`` (NaN when skipped), ``iid``
+        (whether the networks are independent draws), fit details and, for HMC, the chain
+        diagnostics (``hmc_weight_ess``, ``hmc_weight_rhat``, ``hmc_energy_ess``,
+        ``hmc_energy_error_*``, and ``predictive_ess`` / ``predictive_rhat`` at the first 8
+        test inputs).
+    """
+    post = fit_posterior(bundle, arch=arch, inference=inference, seed=seed,
+                         n_mcmc=n_networks if inference == "hmc" else 0, mlp_hidden=mlp_hidden,
+                         cnn_width=cnn_width, cnn_hidden=cnn_hidden, prior_scale=prior_scale,
+                         vi_epochs=vi_epochs, vi_lr=vi_lr, dropout_p=dropout_p,
+                         train_epochs=train_epochs, hmc_backend=hmc_backend,
+                         hmc_warmup=hmc_warmup, hmc_leapfrog=hmc_leapfrog,
+                         hmc_chains=hmc_chains, hmc_thin=hmc_thin,
+                         hmc_trajectory=hmc_trajectory,
+                         nuts_max_tree_depth=nuts_max_tree_depth, device=device,
+                         progress=progress)
+    nets = post.networks(n_networks, seed if draw_seed is None else draw_seed)
+    info = dict(post.info, iid=post.iid)
+    if not post.iid:
+        info.update(predictive_series_diagnostics(post.samples, bundle.test.x[:8],
+                                                  int(info.get("hmc_chains", 1))))
     info["clean_accuracy"] = (
         predictive_accuracy(nets.subset(slice(0, min(accuracy_networks, len(nets)))),
                             bundle.test.x, bundle.test.y) if accuracy_networks > 0 else math.nan)
@@ -1143,89 +1269,190 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
 # ============================================================================ fast HMC adapter
 
 
-def hmc_samples(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
-                warmup_steps: int = 200, num_leapfrog: int = 20, target_accept: float = 0.8,
-                init_step_size: float = 1e-3, seed: int = 0, progress: bool = False
-                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Hamiltonian Monte Carlo on the weights of a ``studylib.techniques.bayes.BayesianNet`` (full batch).
+def hmc_chains(potential_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+               w0: torch.Tensor, *, num_samples: int, warmup_steps: int = 200,
+               num_leapfrog: int = 20, trajectory_length: float | None = None,
+               max_leapfrog: int = 128, thin: int = 1, target_accept: float = 0.8,
+               init_step_size: float = 1e-3, seed: int = 0, progress: bool = False
+               ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Hamiltonian Monte Carlo, ``C`` independent chains advanced together.
 
-    Why it is written here: ``studylib.techniques.bayes.fit_nuts`` (Pyro NUTS) costs about 2 s of CPU per
-    sample for the digits MLP (interpreter overhead per gradient), so the ``N_CH = 738``
-    samples per seed that the (0.05, 0.05) guarantee needs do not fit the CPU budget. This is
-    plain HMC (as used by the paper, through Edward) on the same posterior: potential
-    ``U(w) = -sum_i log softmax(f_w(x_i))[y_i] + ||w||^2 / (2 prior_scale^2)`` (the Normal prior
-    of ``bnet``; constants dropped), identity mass matrix, ``num_leapfrog`` leapfrog steps per
-    proposal, Metropolis correction, and a step size adapted during warm-up only (Robbins-Monro
-    on ``log step`` towards ``target_accept``; frozen afterwards, so the kept chain is a valid
-    MCMC chain). The chain starts at the body's current weights.
+    Why it is written here: Pyro's NUTS runs one chain through the interpreter per gradient
+    (about 2 s of CPU per sample for the digits MLP), so the hundreds of well-mixed samples per
+    seed the guarantee needs do not fit the CPU budget; here every leapfrog step of all chains
+    is one batched potential/gradient call. Plain HMC (the paper's sampler, through Edward):
+    identity mass matrix, Metropolis correction per chain, one step size for all chains adapted
+    during warm-up only (Robbins-Monro on ``log step`` towards ``target_accept`` using the mean
+    acceptance probability; frozen afterwards, so the kept chains are valid MCMC chains).
 
     Args:
-        bnet: the ``BayesianNet`` (no frozen extractor).
-        x, y: training data. num_samples: kept samples. warmup_steps: adaptation proposals
-            (discarded). num_leapfrog: leapfrog steps per proposal (default 20).
-        target_accept: acceptance-rate target (default 0.8). init_step_size: default 1e-3.
-        seed: seeds momenta and acceptance draws.
+        potential_and_grad: ``w (C, D) -> (U (C,), dU/dw (C, D))``.
+        w0: ``(C, D)`` starting points, one per chain.
+        num_samples: kept samples per chain (after thinning).
+        warmup_steps: adaptation proposals (discarded).
+        num_leapfrog: leapfrog steps per proposal when ``trajectory_length`` is None.
+        trajectory_length: integration time ``step * L`` to aim for; then ``L =
+            ceil(trajectory_length / step)`` (at most ``max_leapfrog``), recomputed while the
+            step adapts and frozen with it. A trajectory of about one posterior standard
+            deviation moves the chain across the posterior in a few proposals.
+        thin: keep every ``thin``-th post-warm-up state.
+        seed: seeds momenta and acceptance draws (CPU generator: the same on any device).
 
     Returns:
-        ``(samples, info)``: ``{site: (num_samples, *shape)}`` in chain order, and
-        ``{"accept_rate", "step_size", "num_leapfrog"}``.
+        ``(samples (C, num_samples, D), info)``: ``accept_rate``, ``step_size``,
+        ``num_leapfrog``, ``thin``, ``chains``, ``energy_error_mean`` / ``energy_error_max``
+        (``|H(proposal) - H(start)|`` over post-warm-up proposals: near 0 for an accurate
+        integrator) and ``divergent`` (post-warm-up proposals with an energy error > 1000).
     """
     from ..core.runtime import progress as progress_bar
 
-    if num_samples < 1 or warmup_steps < 0 or num_leapfrog < 1:
-        raise ValueError("num_samples >= 1, warmup_steps >= 0 and num_leapfrog >= 1 required")
+    if num_samples < 1 or warmup_steps < 0 or num_leapfrog < 1 or thin < 1:
+        raise ValueError("num_samples >= 1, warmup_steps >= 0, num_leapfrog >= 1 and thin >= 1 "
+                         "required")
+    if trajectory_length is not None and not trajectory_length > 0:
+        raise ValueError(f"trajectory_length must be > 0, got {trajectory_length!r}")
+    if w0.dim() != 2:
+        raise ValueError(f"w0 must be (chains, dim), got shape {tuple(w0.shape)}")
+    dev = w0.device
+    gen = torch.Generator().manual_seed(int(seed))
+    w = w0.detach().clone()
+    u, g = potential_and_grad(w)
+    log_step = math.log(init_step_size)
+
+    def leapfrogs(step: float) -> int:
+        if trajectory_length is None:
+            return num_leapfrog
+        return int(min(max_leapfrog, max(1, math.ceil(trajectory_length / step))))
+
+    kept, accepts, errors, proposals = [], 0.0, [], 0
+    total = warmup_steps + num_samples * thin
+    it = progress_bar(range(total), desc="hmc") if progress else range(total)
+    n_leap = leapfrogs(math.exp(log_step))
+    for t in it:
+        step = math.exp(log_step)
+        if t <= warmup_steps:
+            n_leap = leapfrogs(step)
+        p0 = torch.randn(w.shape, generator=gen).to(dev)
+        wn, pn, gn = w.clone(), p0 - 0.5 * step * g, g
+        for i in range(n_leap):
+            wn = wn + step * pn
+            un, gn = potential_and_grad(wn)
+            if i < n_leap - 1:
+                pn = pn - step * gn
+        pn = pn - 0.5 * step * gn
+        log_ratio = (u - un + 0.5 * ((p0 * p0).sum(1) - (pn * pn).sum(1))).double().cpu()
+        log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
+        acc_prob = torch.exp(torch.clamp(log_ratio, max=0.0))
+        draws = torch.rand(w.shape[0], generator=gen, dtype=torch.float64)
+        take = (draws < acc_prob).to(dev)
+        w = torch.where(take[:, None], wn, w)
+        u = torch.where(take, un, u)
+        g = torch.where(take[:, None], gn, g)
+        if t < warmup_steps:
+            log_step += (float(acc_prob.mean()) - target_accept) * 2.0 / math.sqrt(t + 1.0)
+        else:
+            accepts += float(take.float().sum())
+            proposals += w.shape[0]
+            errors.append(torch.abs(log_ratio))
+            if (t - warmup_steps + 1) % thin == 0:
+                kept.append(w.clone())
+    err = torch.cat(errors)
+    finite = err[torch.isfinite(err)]
+    return torch.stack(kept, dim=1), {
+        "accept_rate": accepts / proposals, "step_size": math.exp(log_step),
+        "num_leapfrog": n_leap, "thin": thin, "chains": int(w.shape[0]),
+        "energy_error_mean": float(finite.mean()) if finite.numel() else math.inf,
+        "energy_error_max": float(err.max()),
+        "divergent": int((~torch.isfinite(err) | (err > 1000)).sum())}
+
+
+def chain_diagnostics(series: torch.Tensor) -> dict[str, float]:
+    """Effective sample size and split R-hat of ``series`` ``(chains, samples, *dims)`` (Pyro's
+    estimators); the worst over ``dims``: the smallest ESS, the largest R-hat."""
+    from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+
+    x = series.detach().double().cpu()
+    if x.dim() == 2:
+        x = x.unsqueeze(-1)
+    ess = effective_sample_size(x, chain_dim=0, sample_dim=1)
+    rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1) if x.shape[1] >= 4 else \
+        torch.full(x.shape[2:], math.nan, dtype=x.dtype)
+    ess, rhat = torch.nan_to_num(ess, nan=0.0), rhat
+    return {"ess": float(ess.min()), "ess_median": float(ess.median()),
+            "rhat": float(torch.nan_to_num(rhat, nan=math.inf).max())
+            if x.shape[1] >= 4 else math.nan}
+
+
+def hmc_samples(bnet: Any, x: torch.Tensor, y: torch.Tensor, *, num_samples: int,
+                warmup_steps: int = 200, num_leapfrog: int = 20, target_accept: float = 0.8,
+                init_step_size: float = 1e-3, seed: int = 0, progress: bool = False,
+                chains: int = 1, thin: int = 1, trajectory_length: float | None = None,
+                inits: Sequence[Mapping[str, torch.Tensor]] | None = None
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """HMC (:func:`hmc_chains`) on the weights of a ``studylib.techniques.bayes.BayesianNet``
+    (full batch).
+
+    Potential ``U(w) = -sum_i log softmax(f_w(x_i))[y_i] + ||w||^2 / (2 prior_scale^2)`` (the
+    Normal prior of ``bnet``; constants dropped). ``chains`` chains run together (vectorised);
+    chain 0 starts at the body's current weights, chain ``c`` at ``inits[c - 1]`` (default: the
+    body's weights, so pass ``inits`` for dispersed starts).
+
+    Returns:
+        ``(samples, info)``: ``{site: (chains * num_samples, *shape)}``, chain after chain,
+        each chain in order (``num_samples`` per chain), and :func:`hmc_chains`'s info plus
+        ``weight_ess`` / ``weight_rhat`` (the worst weight coordinate) and ``energy_ess`` (of
+        the potential along the chains).
+    """
     if getattr(bnet, "extractor", None) is not None:
         raise ValueError("hmc_samples needs a fully Bayesian net (no frozen extractor)")
+    if chains < 1:
+        raise ValueError(f"chains must be >= 1, got {chains}")
     template = bnet.template
     names = list(bnet.site_shapes)
     shapes = [tuple(bnet.site_shapes[n]) for n in names]
     sizes = [int(np.prod(s)) for s in shapes]
     dev = x.device
+    inv_var = 1.0 / float(bnet.prior_scale) ** 2
 
     def unflatten(w: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: t.reshape(s) for n, t, s in zip(names, w.split(sizes), shapes, strict=True)}
 
-    inv_var = 1.0 / float(bnet.prior_scale) ** 2
+    def potential(w: torch.Tensor) -> torch.Tensor:
+        logits = torch.func.functional_call(template, unflatten(w), (x,))
+        return F.cross_entropy(logits, y, reduction="sum") + 0.5 * inv_var * (w * w).sum()
 
-    def potential_and_grad(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w = w.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = torch.func.functional_call(template, unflatten(w), (x,))
-            u = F.cross_entropy(logits, y, reduction="sum") + 0.5 * inv_var * (w * w).sum()
-            (g,) = torch.autograd.grad(u, w)
-        return u.detach(), g.detach()
+    if chains == 1:
+        def potential_and_grad(wb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            w = wb[0].detach().requires_grad_(True)
+            with torch.enable_grad():
+                u = potential(w)
+                (gr,) = torch.autograd.grad(u, w)
+            return u.detach()[None], gr.detach()[None]
+    else:
+        batched = torch.func.vmap(torch.func.grad_and_value(potential))
 
-    gen = torch.Generator().manual_seed(int(seed))
-    w = torch.cat([p.detach().reshape(-1) for p in
-                   (dict(template.named_parameters())[n] for n in names)]).to(dev)
-    u, g = potential_and_grad(w)
-    log_step = math.log(init_step_size)
-    kept, accepts = [], 0
-    total = warmup_steps + num_samples
-    it = progress_bar(range(total), desc="hmc") if progress else range(total)
-    for t in it:
-        step = math.exp(log_step)
-        p0 = torch.randn(w.shape, generator=gen).to(dev)
-        wn, pn, gn = w.clone(), p0 - 0.5 * step * g, g
-        for i in range(num_leapfrog):
-            wn = wn + step * pn
-            un, gn = potential_and_grad(wn)
-            if i < num_leapfrog - 1:
-                pn = pn - step * gn
-        pn = pn - 0.5 * step * gn
-        log_ratio = float(u - un + 0.5 * (p0 @ p0 - pn @ pn))
-        acc_prob = 1.0 if log_ratio >= 0 else (math.exp(log_ratio) if math.isfinite(log_ratio)
-                                                else 0.0)
-        if float(torch.rand((), generator=gen)) < acc_prob:
-            w, u, g = wn, un, gn
-            if t >= warmup_steps:
-                accepts += 1
-        if t < warmup_steps:
-            log_step += (acc_prob - target_accept) * 2.0 / math.sqrt(t + 1.0)
-        else:
-            kept.append(w.clone())
-    stacked = torch.stack(kept)
-    samples = {n: t.reshape(num_samples, *s) for n, t, s in
+        def potential_and_grad(wb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.enable_grad():
+                gr, u = batched(wb.detach())
+            return u.detach(), gr.detach()
+
+    def flat(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([params[n].detach().reshape(-1).to(dev) for n in names])
+
+    start = dict(template.named_parameters())
+    starts = [flat(start)] + [flat(inits[c - 1]) if inits is not None else flat(start)
+                              for c in range(1, chains)]
+    chain, info = hmc_chains(potential_and_grad, torch.stack(starts), num_samples=num_samples,
+                             warmup_steps=warmup_steps, num_leapfrog=num_leapfrog,
+                             trajectory_length=trajectory_length, thin=thin,
+                             target_accept=target_accept, init_step_size=init_step_size,
+                             seed=seed, progress=progress)
+    with torch.no_grad():
+        energy = torch.stack([torch.stack([potential(w) for w in c]) for c in chain])
+    info.update({f"weight_{k}": v for k, v in chain_diagnostics(chain).items()
+                 if k in ("ess", "rhat")})
+    info["energy_ess"] = chain_diagnostics(energy)["ess"]
+    stacked = chain.reshape(-1, chain.shape[-1])
+    samples = {n: t.reshape(stacked.shape[0], *s) for n, t, s in
                zip(names, stacked.split(sizes, dim=1), shapes, strict=True)}
-    return samples, {"accept_rate": accepts / num_samples, "step_size": math.exp(log_step),
-                     "num_leapfrog": num_leapfrog}
+    return samples, info
