@@ -253,15 +253,19 @@ def _load(name: str, s: Settings):
     raise ValueError(f"unknown dataset {name!r}; expected digits, signs, mnist or gtsrb")
 
 
+def _fit_kwargs(s: Settings, ctx: StudyContext) -> dict:
+    """The posterior-fitting arguments of :func:`fit_posterior` the settings fix."""
+    return dict(mlp_hidden=s.mlp_hidden, cnn_width=s.cnn_width, cnn_hidden=s.cnn_hidden,
+                prior_scale=s.prior_scale, vi_epochs=s.vi_epochs, dropout_p=s.dropout_p,
+                train_epochs=s.train_epochs, hmc_backend=s.hmc_backend,
+                hmc_warmup=s.hmc_warmup, hmc_leapfrog=s.hmc_leapfrog, hmc_thin=s.hmc_thin,
+                hmc_trajectory=s.hmc_trajectory, device=ctx.device, progress=False)
+
+
 def _posterior(bundle, arch: str, inference: str, s: Settings, ctx: StudyContext, *,
                n_networks: int, seed: int, **kw):
-    return posterior_networks(
-        bundle, arch=arch, inference=inference, n_networks=n_networks, seed=seed,
-        mlp_hidden=s.mlp_hidden, cnn_width=s.cnn_width, cnn_hidden=s.cnn_hidden,
-        prior_scale=s.prior_scale, vi_epochs=s.vi_epochs, dropout_p=s.dropout_p,
-        train_epochs=s.train_epochs, hmc_backend=s.hmc_backend, hmc_warmup=s.hmc_warmup,
-        hmc_leapfrog=s.hmc_leapfrog, hmc_chains=s.hmc_chains, hmc_thin=s.hmc_thin,
-        hmc_trajectory=s.hmc_trajectory, device=ctx.device, progress=False, **kw)
+    return posterior_networks(bundle, arch=arch, inference=inference, n_networks=n_networks,
+                              seed=seed, hmc_chains=s.hmc_chains, **_fit_kwargs(s, ctx), **kw)
 
 
 def run(settings: Settings, ctx: StudyContext) -> Records:
@@ -353,11 +357,8 @@ def _coverage_experiment(bundles, s: Settings, ctx: StudyContext) -> list[Covera
 
     for seed in s.seeds:
         for inf in [m for m in APPROXIMATIONS if m in s.inference_methods]:
-            post = fit_posterior(
-                bundle, arch=arch, inference=inf, seed=seed, mlp_hidden=s.mlp_hidden,
-                cnn_width=s.cnn_width, cnn_hidden=s.cnn_hidden, prior_scale=s.prior_scale,
-                vi_epochs=s.vi_epochs, dropout_p=s.dropout_p, train_epochs=s.train_epochs,
-                device=ctx.device, progress=False)
+            post = fit_posterior(bundle, arch=arch, inference=inf, seed=seed,
+                                 **_fit_kwargs(s, ctx))
             pools: dict[tuple[int, float], list[np.ndarray]] = {}
             chunk = None
             for c, nets in enumerate(post.stream(s.pool_factor * n_ch, 10_000 + seed,

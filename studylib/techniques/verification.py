@@ -1207,16 +1207,11 @@ def fit_posterior(bundle: Any, *, arch: str, inference: str, seed: int, n_mcmc: 
 
 
 def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: int, seed: int,
-                       mlp_hidden: Sequence[int] = (16,), cnn_width: int = 8,
-                       cnn_hidden: int = 32, prior_scale: float = 1.0, vi_epochs: int = 20,
-                       vi_lr: float = 1e-2, dropout_p: float = 0.25, train_epochs: int = 20,
-                       hmc_backend: str = "torch", hmc_warmup: int = 200,
-                       hmc_leapfrog: int = 20, hmc_chains: int = 1, hmc_thin: int = 1,
-                       hmc_trajectory: float | None = None, nuts_max_tree_depth: int = 6,
-                       device: str | torch.device = "cpu", draw_seed: int | None = None,
-                       accuracy_networks: int = 200, progress: bool = True
+                       draw_seed: int | None = None, accuracy_networks: int = 200,
+                       hmc_chains: int = 1, **fit_kwargs: Any
                        ) -> tuple[NetworkSet, dict[str, Any]]:
-    """Fit one approximate posterior on ``bundle`` and return ``n_networks`` sampled networks.
+    """Fit one approximate posterior on ``bundle`` (:func:`fit_posterior`, which takes the
+    ``fit_kwargs``) and return ``n_networks`` sampled networks.
 
     Args:
         bundle: a ``studylib.data.DataBundle``.
@@ -1246,20 +1241,13 @@ def posterior_networks(bundle: Any, *, arch: str, inference: str, n_networks: in
         test inputs).
     """
     post = fit_posterior(bundle, arch=arch, inference=inference, seed=seed,
-                         n_mcmc=n_networks if inference == "hmc" else 0, mlp_hidden=mlp_hidden,
-                         cnn_width=cnn_width, cnn_hidden=cnn_hidden, prior_scale=prior_scale,
-                         vi_epochs=vi_epochs, vi_lr=vi_lr, dropout_p=dropout_p,
-                         train_epochs=train_epochs, hmc_backend=hmc_backend,
-                         hmc_warmup=hmc_warmup, hmc_leapfrog=hmc_leapfrog,
-                         hmc_chains=hmc_chains, hmc_thin=hmc_thin,
-                         hmc_trajectory=hmc_trajectory,
-                         nuts_max_tree_depth=nuts_max_tree_depth, device=device,
-                         progress=progress)
+                         n_mcmc=n_networks if inference == "hmc" else 0, hmc_chains=hmc_chains,
+                         **fit_kwargs)
     nets = post.networks(n_networks, seed if draw_seed is None else draw_seed)
     info = dict(post.info, iid=post.iid)
     if not post.iid:
         info.update(predictive_series_diagnostics(post.samples, bundle.test.x[:8],
-                                                  int(info.get("hmc_chains", 1))))
+                                                  int(info.get("hmc_chains", hmc_chains))))
     info["clean_accuracy"] = (
         predictive_accuracy(nets.subset(slice(0, min(accuracy_networks, len(nets)))),
                             bundle.test.x, bundle.test.y) if accuracy_networks > 0 else math.nan)
