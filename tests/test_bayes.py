@@ -318,3 +318,10 @@ def test_craft_transfer_is_pgd_on_the_source_and_accuracy_matches_argmax():
     assert acc == pytest.approx(float((model(xa).argmax(1) == y).float().mean())) and acc <= clean
     with pytest.raises(ValueError, match="fgsm"):
         bayes.craft_transfer(model, x, y, "cw", 0.2)
+
+
+def test_auto_batch_size_follows_the_device():
+    from studylib.techniques.bayes import auto_batch_size
+    assert auto_batch_size(30, "cpu") == 1024 // 30
+    assert auto_batch_size(5000, "cpu") == 1
+    assert auto_batch_size(30, "cuda") == 65_536 // 30

@@ -80,7 +80,7 @@ __all__ = [
     "BayesianNet", "bayesian_mlp", "bayesian_cnn", "bayesian_head",
     "StochasticClassifier", "WeightPosterior", "VIPosterior", "MCMCPosterior",
     "MCDropoutPosterior", "DeterministicClassifier",
-    "fit_vi", "fit_nuts", "log_joint", "mc_dropout_samples",
+    "fit_vi", "fit_nuts", "log_joint", "mc_dropout_samples", "posterior_mean_network",
     "predictive_entropy", "expected_entropy", "mutual_information", "roc_auc", "detection_auc",
     "predictive_accuracy", "uncertainty_scores", "craft_transfer", "whitebox_attack",
 ]
@@ -100,6 +100,13 @@ def _fork_rng(device: torch.device):
 
 
 # ============================================================================ Bayesian networks
+
+
+def auto_batch_size(n_samples: int, device: torch.device | str) -> int:
+    """Examples per chunk when ``n_samples`` weight samples are evaluated together: about 1024
+    sample-examples per chunk on a CPU (cache-sized activations), 65,536 on a GPU."""
+    budget = 65_536 if torch.device(device).type == "cuda" else 1024
+    return max(1, budget // max(1, int(n_samples)))
 
 
 class BayesianNet:
@@ -231,10 +238,11 @@ class BayesianNet:
             x: inputs (N, ...); gradients flow to ``x``.
             samples: ``{site name: (S, *shape)}`` for every site in :attr:`site_shapes`.
             batch_size: process ``x`` in chunks of this many examples; ``"auto"`` (default)
-                uses ``max(1, 1024 // S)`` so that one chunk's activations (S x chunk images)
-                stay cache-sized: on a CPU the batched convolution over all N at once was
-                measured 2.5x slower than over 25-example chunks (memory-bound max-pool and
-                ReLU on huge tensors); None processes all N at once.
+                is :func:`auto_batch_size` (on a CPU ``max(1, 1024 // S)``, so that one
+                chunk's activations stay cache-sized: the batched convolution over all N at
+                once was measured 2.5x slower than over 25-example chunks; on a GPU 64 times
+                more, since there the launch overhead of small chunks dominates); None
+                processes all N at once.
             chunk_size: ``vmap`` chunk over samples (default: all ``S`` at once).
         """
         missing = set(self.site_shapes) - set(samples)
@@ -248,7 +256,7 @@ class BayesianNet:
 
         batched = torch.func.vmap(one, in_dims=(0, None), chunk_size=chunk_size)
         if batch_size == "auto":
-            batch_size = max(1, 1024 // max(1, next(iter(params.values())).shape[0]))
+            batch_size = auto_batch_size(next(iter(params.values())).shape[0], h.device)
         elif batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be 'auto', None or an int >= 1, got {batch_size!r}")
         if batch_size is None or batch_size >= h.shape[0]:
@@ -434,6 +442,7 @@ class VIPosterior(WeightPosterior):
         self.scales = {k: scales[k].detach().to(dev) for k in bnet.site_shapes}
         self.history = list(history)
         self.from_cache = False
+        self.converged: bool | None = None  # set by fit_vi with a convergence criterion
 
     def draw(self, n_samples: int, seed: int = 0) -> Samples:
         gen = torch.Generator().manual_seed(int(seed))
@@ -593,7 +602,8 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
            lr: float = 1e-2, num_particles: int = 1, init_scale: float = 1e-2,
            kl_weight: float = 1.0, seed: int = 0, device: str | torch.device = "cpu",
            cache: bool = True, progress: bool = True, desc: str | None = None,
-           cache_dir: str | Path | None = None) -> VIPosterior:
+           cache_dir: str | Path | None = None, tol: float | None = None,
+           window: int = 10) -> VIPosterior:
     """Mean-field variational inference: ``AutoNormal`` guide, ``Trace_ELBO``, Adam.
 
     The guide is ``q(w) = prod_i N(w_i; mu_i, sigma_i^2)``; ``mu`` starts at the body's current
@@ -614,10 +624,15 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
         seed: seeds minibatch order and ELBO samples; same seed, same posterior.
         device: where to train. cache: read/write the cache (``outputs/cache/checkpoints``).
         progress: show a bar over epochs. desc: its label.
+        tol: a convergence criterion (default None: run all ``epochs``). With a ``tol``,
+            ``epochs`` is the most epochs, and SVI stops after the first epoch at which the
+            median loss per example of the last ``window`` epochs (default 10) lies less than
+            ``tol * window`` below that of the ``window`` epochs before (a fall of less than
+            ``tol`` per epoch). ``converged`` on the result says whether that happened.
 
     Returns:
-        A :class:`VIPosterior` with ``history`` (per-epoch mean loss per example) and
-        ``from_cache``.
+        A :class:`VIPosterior` with ``history`` (per-epoch mean loss per example),
+        ``from_cache`` and ``converged`` (None without ``tol``).
     """
     if epochs < 0 or batch_size < 1 or lr <= 0 or num_particles < 1:
         raise ValueError("epochs must be >= 0, batch_size >= 1, lr > 0, num_particles >= 1")
@@ -625,6 +640,8 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
         raise ValueError(f"kl_weight must be > 0, got {kl_weight}")
     if not init_scale > 0:
         raise ValueError(f"init_scale must be > 0, got {init_scale}")
+    if tol is not None and (not tol > 0 or window < 1):
+        raise ValueError(f"tol must be > 0 and window >= 1, got tol={tol}, window={window}")
     from ..core.runtime import select_device
 
     device = select_device(device)
@@ -633,6 +650,8 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "num_particles": num_particles, "init_scale": init_scale,
                 "kl_weight": kl_weight}
+    if tol is not None:  # only then, so the keys of fits without a criterion stay as they were
+        settings.update(tol=float(tol), window=int(window))
     key = _vi_cache_key(bnet, data_id, settings, seed)
     path = (Path(cache_dir) if cache_dir else paths.CHECKPOINT_DIR) / f"vi-{key}.pt"
     ck = load_entry(path, what="VI posterior", map_location=device,
@@ -640,6 +659,7 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
     if ck is not None:
         post = VIPosterior(bnet, ck["locs"], ck["scales"], ck.get("history", []))
         post.from_cache = True
+        post.converged = ck.get("converged")
         return post
 
     n = len(y_all)
@@ -672,17 +692,50 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
             history.append(total / n_batches / max(n, 1))
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{history[-1]:.3f}")
+            if tol is not None and _loss_converged(history, tol, window):
+                break
         if epochs == 0:
             guide(x_all[:2].to(device), y_all[:2].to(device))  # builds the guide's parameters
         with torch.no_grad():
             locs = {k: attrgetter(k)(guide.locs).detach().clone() for k in bnet.site_shapes}
             scales = {k: attrgetter(k)(guide.scales).detach().clone() for k in bnet.site_shapes}
     post = VIPosterior(bnet, locs, scales, history)
+    post.converged = None if tol is None else _loss_converged(history, tol, window)
     if cache:
         save_entry(path, {"locs": {k: v.cpu() for k, v in locs.items()},
                           "scales": {k: v.cpu() for k, v in scales.items()},
-                          "history": history}, what="VI posterior")
+                          "history": history, "converged": post.converged},
+                   what="VI posterior")
     return post
+
+
+def _loss_converged(history: Sequence[float], tol: float, window: int) -> bool:
+    """Whether the loss fell by less than ``tol`` per epoch between the last two windows of
+    ``window`` epochs: ``(median(history[-2w:-w]) - median(history[-w:])) / w < tol``. Window
+    medians, so that an SVI spike of an epoch or two neither stops nor prolongs the fit."""
+    if len(history) < 2 * window:
+        return False
+    before = float(np.median(history[-2 * window:-window]))
+    last = float(np.median(history[-window:]))
+    return (before - last) / window < tol
+
+
+def posterior_mean_network(post: VIPosterior) -> nn.Module:
+    """The deterministic network whose weights are the guide's means (no sampling): the
+    extractor (if any) followed by a copy of the body with ``post.locs`` as its parameters, in
+    eval mode with gradients off for its weights (not for its input). Wrapped in a
+    :class:`DeterministicClassifier` it separates "different weights" (the mean network) from
+    "posterior averaging" (the predictive over samples)."""
+    bnet = post.bnet
+    body = copy.deepcopy(bnet.template)
+    with torch.no_grad():
+        for name, p in body.named_parameters():
+            p.copy_(post.locs[name].to(p.device))
+    net: nn.Module = body if bnet.extractor is None else nn.Sequential(
+        copy.deepcopy(bnet.extractor), body)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
 
 
 def log_joint(bnet: BayesianNet, params: Mapping[str, torch.Tensor], x: torch.Tensor,
