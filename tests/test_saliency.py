@@ -355,3 +355,37 @@ def test_scale_size():
     assert sal.scale_size(2, 16) == 1
     assert sal.scale_size(1, 16) == 1
     assert sal.scale_size(16, 224) == 112
+
+
+def test_occlusion_on_a_shifted_grid_of_a_linear_model():
+    """A linear score w . x with patch = stride: each pixel lies in one window, whose
+    occlusion (baseline 0) removes the window's sum of w * x; shifted by 2, the first window
+    covers only the 2 x 2 corner inside the image."""
+    from studylib.techniques.saliency import occlusion_maps
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 16, 16)
+
+    def f(z):
+        s = (z * w).sum((1, 2, 3))
+        return torch.stack([s, -s], 1)
+
+    x = torch.rand(2, 3, 16, 16)
+    wx = (w * x).sum(1)
+    m0 = occlusion_maps(f, x, 0, 0.0, patch=4, stride=4)
+    m2 = occlusion_maps(f, x, 0, 0.0, patch=4, stride=4, offset=2)
+    torch.testing.assert_close(m0[:, 0, 0], wx[:, :4, :4].sum((1, 2)), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m2[:, 0, 0], wx[:, :2, :2].sum((1, 2)), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m2[:, 5, 5], wx[:, 2:6, 2:6].sum((1, 2)), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m2[:, 15, 15], wx[:, 14:, 14:].sum((1, 2)), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="offset"):
+        occlusion_maps(f, x, 0, 0.0, patch=4, stride=4, offset=4)
+
+
+def test_block_pool_means_blocks():
+    from studylib.techniques.saliency import block_pool
+
+    m = torch.arange(16.0).reshape(1, 4, 4)
+    torch.testing.assert_close(block_pool(m, 2), torch.tensor([[[2.5, 4.5], [10.5, 12.5]]]))
+    assert block_pool(m, 1) is m
+    assert block_pool(torch.ones(1, 5, 5), 2).shape == (1, 3, 3)  # last block smaller

@@ -224,7 +224,8 @@ def baseline_output_stats(forward: ScoreFn, baseline: torch.Tensor, *, batch_siz
 
 def occlusion_maps(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Sequence[int] | int,
                    baseline: torch.Tensor | float, *, patch: int, stride: int,
-                   perturbations_per_eval: int | None = None, image_batch: int = 64) -> torch.Tensor:
+                   perturbations_per_eval: int | None = None, image_batch: int = 64,
+                   offset: int = 0) -> torch.Tensor:
     """Sliding-window occlusion maps through captum's :class:`captum.attr.Occlusion`.
 
     attribution(pixel) = mean over the windows covering the pixel of
@@ -245,6 +246,13 @@ def occlusion_maps(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Seq
             on a CPU a much larger call is slower (its activations fall out of cache: 64 x 64
             images per call ran 2x slower than 64 calls of 64 in ``make bench``, case 2).
         image_batch: images per :meth:`attribute` call (bounds memory).
+        offset: shift of the window grid in pixels (0 <= offset < stride; default 0, captum's
+            grid). With ``offset > 0`` the image is padded by ``offset`` on the top and left
+            (and on the bottom and right as far as a window needs) with the baseline itself,
+            so a window that overhangs the image occludes only its part inside; the model sees
+            the image crop only. Two maps of one image at offsets 0 and ``stride // 2`` differ
+            only by where the windows fall: their agreement is the occlusion map's noise
+            ceiling (it has no Monte-Carlo noise, but it has this grid arbitrariness).
 
     Returns:
         (N, H, W) float tensor. Pixels no window covers (when ``(H - patch) % stride != 0``)
@@ -266,6 +274,13 @@ def occlusion_maps(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Seq
         raise ValueError(f"perturbations_per_eval must be >= 1, got {perturbations_per_eval}")
     t = _as_targets(target, n).to(x.device)
     b = _expand_baseline(baseline, x)
+    o = int(offset)
+    if not 0 <= o < int(stride):
+        raise ValueError(f"offset must be in [0, stride = {stride}), got {offset}")
+    if o:
+        return _shifted_occlusion(forward, x, t, b, patch=int(patch), stride=int(stride),
+                                  offset=o, perturbations_per_eval=perturbations_per_eval,
+                                  image_batch=image_batch)
     occ = Occlusion(forward)
     out = []
     for i in range(0, n, image_batch):
@@ -276,6 +291,38 @@ def occlusion_maps(forward: ScoreFn, x: torch.Tensor, target: torch.Tensor | Seq
                               perturbations_per_eval=int(perturbations_per_eval))
         out.append(a.mean(dim=1))
     return torch.cat(out).detach()
+
+
+def _shifted_occlusion(forward: ScoreFn, x: torch.Tensor, t: torch.Tensor, b: torch.Tensor, *,
+                       patch: int, stride: int, offset: int, perturbations_per_eval: int | None,
+                       image_batch: int) -> torch.Tensor:
+    """Occlusion on a window grid shifted by ``offset`` (see :func:`occlusion_maps`)."""
+    n, c, h, w = x.shape
+
+    def tail(size: int) -> int:  # padding after the image so the last window reaches its end
+        span = size + offset - patch
+        return (-span) % stride if span > 0 else 0
+
+    pad = (offset, tail(w), offset, tail(h))
+    b_pad = F.pad(b, pad, mode="replicate")
+    x_pad = b_pad.clone()
+    x_pad[..., offset:offset + h, offset:offset + w] = x
+
+    def cropped(z: torch.Tensor) -> torch.Tensor:
+        return forward(z[..., offset:offset + h, offset:offset + w])
+
+    maps = occlusion_maps(cropped, x_pad, t, b_pad, patch=patch, stride=stride,
+                          perturbations_per_eval=perturbations_per_eval, image_batch=image_batch)
+    return maps[:, offset:offset + h, offset:offset + w].contiguous()
+
+
+def block_pool(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Means over ``size x size`` blocks of maps (N, H, W) (the last block of a side may be
+    smaller): two maps made at different resolutions compared at the coarser one's."""
+    if int(size) <= 1:
+        return maps
+    return F.avg_pool2d(maps.unsqueeze(1).float(), int(size), int(size), ceil_mode=True,
+                        count_include_pad=False).squeeze(1)
 
 
 class RISE:
@@ -355,7 +402,7 @@ class RISE:
             self._mask_hw = (height, width)
         return self._masks
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def scores(self, x: torch.Tensor, target: torch.Tensor | Sequence[int] | int,
                baseline: torch.Tensor | float) -> torch.Tensor:
         """``f_c(x * M_n + b * (1 - M_n))`` for every image and mask: (N_images, n_masks)."""
