@@ -16,6 +16,10 @@ from studylib.studies import mammogram_perturbation as S
 
 LOWPASS = (0.5, 0.4, 0.3, 0.2, 0.125, 0.0625)
 SSIM = (0.93, 0.89, 0.83, 0.75, 0.63, 0.46)  # only r = 0.5 is mild (ssim_min 0.9)
+# perceptual budget of every perturbation: (SSIM, PSNR dB) per level; levels 0-2 are inside it
+# (level 2 by SSIM 0.92 >= 0.9 although its PSNR is below 35 dB), level 3 is not
+BUDGET = ((0.97, 40.0), (0.95, 37.0), (0.92, 33.0), (0.85, 30.0), (0.7, 25.0), (0.5, 20.0))
+BUDGET_LEVEL = 2
 
 
 
@@ -43,15 +47,19 @@ def _separating(y, rng, noise=0.6):
     return y + noise * rng.normal(size=y.size)
 
 
-def _seed(seed, clean, *, strongest=None, lowpass_star=None, filtered=None, n_pgd=100):
-    """One seed's scores: ``strongest`` replaces the strongest level of every perturbation
-    (default: the clean scores), ``lowpass_star`` the low-pass level r = 0.5 (r*),
+def _seed(seed, clean, *, strongest=None, beyond=None, lowpass_star=None, filtered=None,
+          n_pgd=100):
+    """One seed's scores: ``strongest`` replaces the budget level and every stronger level of
+    every perturbation (default: the clean scores), ``beyond`` only the levels past the budget,
+    ``lowpass_star`` the low-pass level r = 0.5 (r*),
     ``filtered`` the retrained model's scores (default: the clean ones)."""
     strongest = clean if strongest is None else strongest
     perturbed = {}
     for name in ("gaussian_noise", "lowpass", "highpass", "pgd"):
         lv = np.repeat(clean[None], 6, axis=0).copy()
-        lv[-1] = strongest
+        lv[BUDGET_LEVEL:] = strongest
+        if beyond is not None:
+            lv[BUDGET_LEVEL + 1:] = beyond
         if name == "lowpass" and lowpass_star is not None:
             lv[0] = lowpass_star
         perturbed[name] = lv[:, :n_pgd] if name == "pgd" else lv
@@ -69,14 +77,15 @@ def _objects(kind, detectable, kept_at_mild):
                            detectable, levels)
 
 
-def _records(seeds, *, specks=None, masses=None, ssim=SSIM):
+def _records(seeds, *, specks=None, masses=None, ssim=SSIM, budget=BUDGET):
     y, lesion_type = _labels()
     grids = {"gaussian_noise": (0.02, 0.05, 0.1, 0.2, 0.3, 0.5), "lowpass": LOWPASS,
              "highpass": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
              "pgd": (0.001, 0.002, 0.004, 0.008, 0.016, 0.032)}
     return S.Records(dataset="hand-built", train_shape=(1,), test_shape=(y.size, 1, 8, 8), y=y,
                      lesion_type=lesion_type, grids=grids, seeds=tuple(seeds), lowpass_ssim=ssim,
-                     specks=specks, masses=masses, filtered_training_level=0.3)
+                     specks=specks, masses=masses, filtered_training_level=0.3,
+                     budget={name: budget for name in grids})
 
 
 def _inside(claim, lo, hi):
@@ -130,6 +139,8 @@ def test_sensitive_claims_reproduced(name, fn, settings):
     assert c.verdict == Verdict.REPRODUCED and c.estimate > 0.3
     assert _inside(c, -1, 1) and c.ci95[0] > 0 and "hierarchical bootstrap" in c.interval_method
     assert c.n_seeds == 3 and c.seeds_on_claimed_side == 3
+    assert c.details["budget_level"] == _records([]).grids[name][BUDGET_LEVEL]
+    assert len(c.details["dose_response_auc"]) == 7
     if name == "pgd":  # PGD's clean reference is the attacked subset
         assert c.details["n_images"] == 100
 
@@ -145,6 +156,37 @@ def test_sensitive_claims_inconclusive(name, fn, settings):
     c = fn(_sensitive_case("inconclusive"), settings)
     assert c.verdict == Verdict.INCONCLUSIVE and c.power and _inside(c, -1, 1)
     assert c.ci95[0] < 0 < c.ci95[1]
+
+
+@pytest.mark.parametrize(("name", "fn"), SENSITIVE)
+def test_sensitive_claims_judged_at_the_budget_not_the_extreme(name, fn, settings):
+    """A classifier hurt only past the perceptual budget is insensitive within it."""
+    y, _ = _labels()
+    rng = np.random.default_rng(5)
+    seeds = []
+    for k in range(3):
+        clean = _separating(y, rng)
+        seeds.append(_seed(k, clean, beyond=rng.normal(size=y.size)))
+    c = fn(_records(seeds), settings)
+    assert c.verdict == Verdict.NOT_REPRODUCED and c.estimate == 0.0
+    assert c.details["dose_response_auc"][-1] < 0.7  # the extreme would have "reproduced"
+
+
+def test_sensitive_without_a_level_inside_the_budget_is_inconclusive(settings):
+    rec = _sensitive_case("reproduced")
+    outside = tuple((0.5, 20.0) for _ in BUDGET)
+    c = S.claim_sensitive_to_gaussian_noise(
+        dataclasses.replace(rec, budget={n: outside for n in rec.grids}), settings)
+    assert c.verdict == Verdict.INCONCLUSIVE and "perceptual budget" in c.power
+
+
+def test_budget_index_takes_ssim_or_psnr_and_stops_at_the_first_level_outside(settings):
+    rec = _records([])
+    budget = ((0.8, 36.0), (0.91, 20.0), (0.5, 20.0), (0.95, 40.0), (0.5, 20.0), (0.5, 20.0))
+    rec = dataclasses.replace(rec, budget={n: budget for n in rec.grids})
+    assert S.budget_index(rec, settings, "lowpass") == 1  # level 3 is past a level outside
+    rec = dataclasses.replace(rec, budget={n: ((0.5, 20.0),) * 6 for n in rec.grids})
+    assert S.budget_index(rec, settings, "lowpass") is None
 
 
 def test_sensitive_with_one_seed_is_inconclusive_however_large_the_drop(settings):
@@ -223,21 +265,23 @@ def test_lowpass_erases_microcalcifications_reproduced(settings):
 
 
 def test_lowpass_erases_microcalcifications_not_reproduced(settings):
-    # most specks survive; and, as on the default phantoms, no mass is detectable at all: the
-    # failed speck half decides, the empty mass half cannot rescue it
-    rec = _cnr_records([4, 5, 4, 4, 3, 5, 4, 4, 5, 4, 4, 4], [0] * 12, [0] * 12)
+    # most specks survive while the detectable masses are kept: the speck half fails
+    rec = _cnr_records([4, 5, 4, 4, 3, 5, 4, 4, 5, 4, 4, 4], [1] * 12, [1] * 12)
     c = S.claim_lowpass_erases_microcalcifications(rec, settings)
     assert c.verdict == Verdict.NOT_REPRODUCED and _inside(c, 0, 1) and c.ci95[0] > 0.5
     assert "specks kept" in c.interval_method
     rows = {row["condition"]: row["verdict"] for row in c.details["conditions"]}
-    assert rows == {"r=0.5: specks kept": "not reproduced", "r=0.5: masses kept": "inconclusive"}
+    assert rows == {"r=0.5: specks kept": "not reproduced", "r=0.5: masses kept": "reproduced"}
 
 
 def test_lowpass_erases_microcalcifications_inconclusive(settings):
-    # specks erased, but no mass is detectable: the contrast with masses cannot be made
-    rec = _cnr_records([1, 0, 2, 1, 1, 0, 1, 2, 1, 0, 1, 1], [0] * 12, [0] * 12)
-    c = S.claim_lowpass_erases_microcalcifications(rec, settings)
-    assert c.verdict == Verdict.INCONCLUSIVE and "masses kept" in c.power
+    # the rule as written: no mass detectable unfiltered (as on the default phantoms) means
+    # inconclusive with that reason, whether the specks are erased or kept
+    for speck_kept in ([1, 0, 2, 1, 1, 0, 1, 2, 1, 0, 1, 1], [4, 5, 4, 4, 3, 5, 4, 4, 5, 4, 4, 4]):
+        rec = _cnr_records(speck_kept, [0] * 12, [0] * 12)
+        c = S.claim_lowpass_erases_microcalcifications(rec, settings)
+        assert c.verdict == Verdict.INCONCLUSIVE and "no mass is detectable" in c.power
+        assert c.details["mass_detectable_unfiltered"] == 0.0
     assert c.natural_range == (0.0, 1.0)
     assert not c.excluded  # undecided, not left out
     # and with no mild level there is nothing to test

@@ -266,7 +266,8 @@ def test_perturb_dispatch_levels():
     x = _img(n=2, c=1, h=16, w=16)
     assert torch.equal(P.perturb("lowpass", x, None), x)
     assert torch.allclose(P.perturb("lowpass", x, 0.25), P.fourier_lowpass(x, 2.0))
-    assert torch.allclose(P.perturb("highpass", x, 0.5), P.fourier_highpass(x, 4.0))
+    assert torch.allclose(P.perturb("highpass", x, 0.5),
+                          P.renormalise_to_input(P.fourier_highpass(x, 4.0), x))
     assert torch.equal(P.perturb("gaussian_noise", x, 0.1, seed=2), P.gaussian_noise(x, 0.1, seed=2))
     with pytest.raises(ValueError, match="model"):
         P.perturb("pgd", x, 0.1)
@@ -332,3 +333,30 @@ def test_fourier_filter_in_chunks_equals_one_batch():
     # and it is the filter: a constant image passes a low-pass unchanged
     const = torch.full((2, 1, 16, 12), 0.25)
     assert torch.allclose(P._fourier_filter(const, mask, chunk=1), const, atol=1e-7)
+
+
+def test_mildest_highpass_is_not_a_brightness_shift():
+    """At r = 0.005 of Nyquist the raw high-pass is x - mean within a small tolerance; the
+    renormalised one keeps the input's range and stays close to the input itself."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 + 0.4 * P.fourier_lowpass(torch.rand(3, 1, 64, 64, generator=g), 6.0)
+    x = (x - x.amin(dim=(2, 3), keepdim=True)) / (x.amax(dim=(2, 3), keepdim=True)
+                                                 - x.amin(dim=(2, 3), keepdim=True))
+    x = 0.2 + 0.5 * x  # each image spans [0.2, 0.7]
+    raw = P.fourier_highpass(x, 0.005 * 32)
+    shifted = x - x.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(raw, shifted, atol=0.01)  # what the issue found
+    out = P.perturb("highpass", x, 0.005)
+    assert not torch.allclose(out, shifted, atol=0.05)
+    assert torch.allclose(out.amin(dim=(2, 3)), torch.full((3, 1), 0.2), atol=1e-5)
+    assert torch.allclose(out.amax(dim=(2, 3)), torch.full((3, 1), 0.7), atol=1e-5)
+    assert torch.allclose(out, x, atol=0.02)
+
+
+def test_renormalise_to_input_known_values():
+    x = torch.tensor([[[[0.2, 0.4], [0.6, 0.8]]]])
+    out = torch.tensor([[[[-1.0, 0.0], [0.0, 1.0]]]])
+    expected = torch.tensor([[[[0.2, 0.5], [0.5, 0.8]]]])
+    assert torch.allclose(P.renormalise_to_input(out, x), expected)
+    flat = P.renormalise_to_input(torch.zeros_like(x), x)
+    assert torch.allclose(flat, torch.full_like(x, 0.2))

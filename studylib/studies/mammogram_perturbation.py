@@ -52,15 +52,14 @@ from ..stats import (
 from ..techniques import perturbations as P
 
 STUDY = "02_mammogram_perturbation"
-#: perturbation -> (claim id, what its strongest level is, axis label of the figures)
+#: perturbation -> (claim id, what it is, axis label of the figures)
 PERTURBATIONS = {
-    "gaussian_noise": ("sensitive_to_gaussian_noise", "the strongest Gaussian noise",
+    "gaussian_noise": ("sensitive_to_gaussian_noise", "Gaussian noise",
                        "noise std / dynamic range"),
-    "lowpass": ("sensitive_to_lowpass", "the strongest Gaussian low-pass filter",
-                "low-pass r / Nyquist"),
-    "highpass": ("sensitive_to_highpass", "the strongest Gaussian high-pass filter",
+    "lowpass": ("sensitive_to_lowpass", "a Gaussian low-pass filter", "low-pass r / Nyquist"),
+    "highpass": ("sensitive_to_highpass", "a Gaussian high-pass filter (renormalised)",
                  "high-pass r / Nyquist"),
-    "pgd": ("sensitive_to_adversarial", "the largest PGD radius", "PGD eps (L-inf)"),
+    "pgd": ("sensitive_to_adversarial", "untargeted PGD", "PGD eps (L-inf)"),
 }
 CALCIFICATION, MASS = 1, 2  # lesion_type codes of the data sets
 # Natural ranges: an AUC or a share of objects, a difference of two AUCs, of two AUC drops.
@@ -104,6 +103,8 @@ class Settings(StudySettings):
     mass_ring: tuple[int, ...]
     n_cnr_images: int
     ssim_min: float
+    psnr_min: float
+    sensitivity_min_drop: float
     filtered_training_level: float
     n_boot: int
     retained_share: float
@@ -215,6 +216,9 @@ class Records:
         filtered_training_level: the low-pass level of the retraining.
         example_rows: perturbation -> one test image at each level, clean first (the figure).
         zoom: crops for the zoom-in figure, or None.
+        budget: perturbation -> per level (mildest first) the mean (SSIM, PSNR in dB) of the
+            perturbed against the clean test images (the first ``n_cnr_images``; PGD against
+            the first seed's model): the perceptual budget of the ``sensitive_to_*`` claims.
     """
 
     dataset: str
@@ -230,6 +234,7 @@ class Records:
     filtered_training_level: float
     example_rows: Mapping[str, tuple[np.ndarray, ...]] = dataclasses.field(default_factory=dict)
     zoom: ZoomIns | None = None
+    budget: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
 
     def scores(self, name: str) -> np.ndarray:
         """(L + 1, S, N_p) probabilities under perturbation ``name``, level 0 = clean."""
@@ -298,6 +303,7 @@ def run(settings: Settings, ctx) -> Records:
     lowpass_ssim = tuple(float(P.ssim_psnr(ssim_images, P.perturb("lowpass", ssim_images, lvl))[0]
                                .mean()) for lvl in s.lowpass_levels)
     zoom = _zoom_ins(test, specks, s) if specks is not None else None
+    budget = _perceptual_budget(test, grids, models[0], s, ctx.device)
 
     filtered_train = type(train)(x=P.perturb("lowpass", train.x, s.filtered_training_level),
                                  y=train.y)
@@ -314,10 +320,29 @@ def run(settings: Settings, ctx) -> Records:
                       test_shape=tuple(test.x.shape), y=test.y.numpy(), lesion_type=lesion_type,
                       grids=grids, seeds=per_seed, lowpass_ssim=lowpass_ssim, specks=specks,
                       masses=masses, filtered_training_level=float(s.filtered_training_level),
-                      example_rows=rows, zoom=zoom)
+                      example_rows=rows, zoom=zoom, budget=budget)
     for name, value in metrics(records).items():
         ctx.record_metric(name, value)
     return records
+
+
+def _perceptual_budget(test, grids: Mapping[str, Sequence[float]], model, s: Settings,
+                       device) -> dict[str, tuple[tuple[float, float], ...]]:
+    """Mean SSIM and PSNR (dB) of each perturbation level against the clean test image, on the
+    first ``n_cnr_images`` test images (the reference the classifier is scored against: the
+    phantom keeps no noise-free render). PGD attacks the first seed's model, as in the scores."""
+    n = min(int(s.n_cnr_images), len(test))
+    x, y = test.x[:n], test.y[:n]
+    out = {}
+    for name, levels in grids.items():
+        per = []
+        for lvl in levels:
+            xp = P.perturb(name, x, lvl, seed=s.data_seed, model=model, y=y,
+                           pgd_steps=s.pgd_steps, device=device)
+            ssim, psnr = P.ssim_psnr(x, xp)
+            per.append((float(ssim.mean()), float(np.mean(np.minimum(psnr, 100.0)))))
+        out[name] = tuple(per)
+    return out
 
 
 def _lesion_objects(test, lesion: str, kind: str, ring: Sequence[int], s: Settings,
@@ -432,6 +457,22 @@ def r_star_index(records: Records, settings: Settings) -> int | None:
     return min(mild, key=lambda i: settings.lowpass_levels[i]) if mild else None
 
 
+def budget_index(records: Records, settings: Settings, name: str) -> int | None:
+    """The strongest level of perturbation ``name`` inside the perceptual budget: the last level
+    (grids run mildest first) whose mean SSIM against the clean images is >= ``ssim_min`` or
+    whose mean PSNR is >= ``psnr_min``, every milder level inside it too; None when the mildest
+    level is already outside it or the budget was not measured."""
+    per = records.budget.get(name)
+    if not per:
+        return None
+    k = None
+    for i, (ssim, psnr) in enumerate(per):
+        if not (ssim >= settings.ssim_min or psnr >= settings.psnr_min):
+            break
+        k = i
+    return k
+
+
 def _inconclusive(claim_id: str, statement: str, rule: Rule, reason: str,
                   bounds: tuple[float, float], details: Mapping[str, Any] | None = None) -> Claim:
     """A claim with nothing to decide: inconclusive, with ``reason`` as its power line."""
@@ -444,47 +485,63 @@ def _inconclusive(claim_id: str, statement: str, rule: Rule, reason: str,
 
 
 def _claim_sensitive(records: Records, settings: Settings, name: str) -> Claim:
-    """The AUC drop at the strongest level of perturbation ``name`` is > 0: hierarchical
-    bootstrap over seeds and images (the clean and perturbed score of an image together)."""
+    """At the perceptual budget of perturbation ``name`` (:func:`budget_index`, fixed by SSIM and
+    PSNR of the images before any AUC is looked at), the AUC drop exceeds
+    ``sensitivity_min_drop``: hierarchical bootstrap over seeds and images (the clean and
+    perturbed score of an image together). Not reproduced when the interval lies at or below it
+    (a classifier insensitive within the budget)."""
     claim_id, what, _ = PERTURBATIONS[name]
-    level = records.grids[name][-1]
     n = records.seeds[0].perturbed[name].shape[1]
     y = records.y[:n]
-    statement = (f"AUC at {what} ({level:g}) is below clean AUC (AUC drop > 0, interval over "
-                 "seeds and test images)")
-    rule = Rule("greater", 0.0)
+    delta = settings.sensitivity_min_drop
+    statement = (f"within a perceptual budget (mean SSIM >= {settings.ssim_min:g} or PSNR >= "
+                 f"{settings.psnr_min:g} dB against the clean image), {what} at its strongest such level "
+                 f"lowers AUC by more than {delta:g} (interval over seeds and test images)")
+    rule = Rule("greater", delta)
+    i = budget_index(records, settings, name)
+    if i is None:
+        return _inconclusive(claim_id, statement, rule,
+                             "no level of the grid stays inside the perceptual budget "
+                             "(or the budget was not measured)", AUC_DIFFERENCE,
+                             {"budget": [list(v) for v in records.budget.get(name, ())]})
+    level = records.grids[name][i]
     if not _has_both_classes(y):
         return _inconclusive(claim_id, statement, rule, "the test images hold one class only",
                              AUC_DIFFERENCE)
-    rows = [np.column_stack([y, s.clean[:n], s.perturbed[name][-1]]) for s in records.seeds]
+    rows = [np.column_stack([y, s.clean[:n], s.perturbed[name][i]]) for s in records.seeds]
     iv = _over_seeds_and_images(rows, _drop, bounds=AUC_DIFFERENCE, n_boot=settings.n_boot,
                                 seed=_BOOT_SEED[name])
-    d = decide_condition(f"{name} at {level:g}", iv, rule)
+    d = decide_condition(f"{name} at {level:g} (budget)", iv, rule)
+    ssim, psnr = records.budget[name][i]
     return claim_over_conditions(claim_id, statement, [d], details={
-        "strongest_level": level, "n_images": int(n),
+        "budget_level": level, "budget_ssim": ssim, "budget_psnr_db": psnr,
+        "strongest_level": records.grids[name][-1], "n_images": int(n),
         "auc_clean": float(np.mean([_auc(y, s.clean[:n]) for s in records.seeds])),
-        "auc_strongest": float(np.mean([_auc(y, s.perturbed[name][-1]) for s in records.seeds])),
-        "flip_fraction": float(np.mean([P.flip_fraction(s.clean[:n], s.perturbed[name][-1])
+        "auc_at_budget": float(np.mean([_auc(y, s.perturbed[name][i]) for s in records.seeds])),
+        "dose_response_auc": [float(np.mean([_auc(y, s.clean[:n]) for s in records.seeds]))]
+        + [float(np.mean([_auc(y, s.perturbed[name][j]) for s in records.seeds]))
+           for j in range(len(records.grids[name]))],
+        "flip_fraction": float(np.mean([P.flip_fraction(s.clean[:n], s.perturbed[name][i])
                                         for s in records.seeds]))})
 
 
 def claim_sensitive_to_gaussian_noise(records: Records, settings: Settings) -> Claim:
-    """The classifier's AUC falls under the strongest Gaussian noise (drop > 0)."""
+    """The classifier's AUC falls under Gaussian noise within the perceptual budget."""
     return _claim_sensitive(records, settings, "gaussian_noise")
 
 
 def claim_sensitive_to_lowpass(records: Records, settings: Settings) -> Claim:
-    """The classifier's AUC falls under the strongest Gaussian low-pass filter (drop > 0)."""
+    """The classifier's AUC falls under a low-pass filter within the perceptual budget."""
     return _claim_sensitive(records, settings, "lowpass")
 
 
 def claim_sensitive_to_highpass(records: Records, settings: Settings) -> Claim:
-    """The classifier's AUC falls under the strongest Gaussian high-pass filter (drop > 0)."""
+    """The classifier's AUC falls under a high-pass filter within the perceptual budget."""
     return _claim_sensitive(records, settings, "highpass")
 
 
 def claim_sensitive_to_adversarial(records: Records, settings: Settings) -> Claim:
-    """The classifier's AUC falls under the largest PGD radius (drop > 0, first n_pgd images)."""
+    """The classifier's AUC falls under PGD within the perceptual budget (first n_pgd images)."""
     return _claim_sensitive(records, settings, "pgd")
 
 
@@ -493,8 +550,9 @@ def claim_lowpass_erases_microcalcifications(records: Records, settings: Setting
     ``retained_share`` of the specks detectable unfiltered stay detectable (interval below it)
     while more than ``retained_share`` of the detectable masses do (interval above it).
 
-    Per mild level both halves must hold (a half that fails decides the level; a half with no
-    detectable object at all stays undecided, not left out: the claim is a contrast of the two);
+    When no mass (or no speck) is detectable unfiltered the claim is inconclusive with that
+    reason, as the rule states, whatever the other half shows: the claim is a contrast of the
+    two. Otherwise, per mild level both halves must hold (a half that fails decides the level);
     over the mild levels, the claim holds at some level (:func:`in_some_group`). The intervals
     are bootstraps over images: CNR depends on the images, not on the models.
     """
@@ -512,6 +570,21 @@ def claim_lowpass_erases_microcalcifications(records: Records, settings: Setting
         return _inconclusive(claim_id, statement, speck_rule,
                              f"no low-pass level keeps SSIM >= {settings.ssim_min:g}", SHARE,
                              {"ssim_by_level": list(records.lowpass_ssim)})
+    for obj, other in ((records.masses, "speck"), (records.specks, "mass")):
+        if not obj.detectable.any():
+            finite = obj.cnr_clean[np.isfinite(obj.cnr_clean)]
+            top = fmt(float(finite.max())) if finite.size else "n/a"
+            noun = "mass" if obj is records.masses else "speck"
+            reason = (f"no {noun} is detectable "
+                      f"unfiltered (0 of {obj.n_objects}, largest CNR {top} < "
+                      f"{settings.cnr_threshold:g}): the claim contrasts specks with masses, so "
+                      f"without them it is inconclusive, whatever the {other} half shows")
+            return _inconclusive(claim_id, statement, mass_rule if obj is records.masses
+                                 else speck_rule, reason, SHARE, {
+                                     "speck_detectable_unfiltered": records.specks.detectable_fraction,
+                                     "mass_detectable_unfiltered": records.masses.detectable_fraction,
+                                     "n_specks": records.specks.n_objects,
+                                     "n_masses": records.masses.n_objects})
     groups = []
     for i in mild:
         r = settings.lowpass_levels[i]
@@ -712,13 +785,23 @@ def clean_table(records: Records, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def sensitivity_table(curves: Mapping[str, Curve]) -> str:
-    """Seed-mean AUC and flip fraction at every level of every perturbation."""
+def sensitivity_table(curves: Mapping[str, Curve], records: Records | None = None,
+                      settings: Settings | None = None) -> str:
+    """The dose-response curves: seed-mean AUC and flip fraction at every level of every
+    perturbation; with ``records`` and ``settings`` also the mean SSIM and PSNR against the
+    clean images and the budget level the ``sensitive_to_*`` claims are judged at."""
     lines = []
     for name, c in curves.items():
         lines += [f"{name:15s} level: " + "  ".join(_level_labels(c.levels)),
                   f"{'':15s} AUC:   " + "  ".join(fmt(v) for v in c.auc_mean),
                   f"{'':15s} flips: " + "  ".join(fmt(v) for v in c.flip)]
+        if records is not None and settings is not None and records.budget.get(name):
+            per = records.budget[name]
+            lines += [f"{'':15s} SSIM:  -  " + "  ".join(fmt(v[0]) for v in per),
+                      f"{'':15s} PSNR:  -  " + "  ".join(fmt(v[1]) for v in per)]
+            i = budget_index(records, settings, name)
+            lines.append(f"{'':15s} budget level: "
+                         f"{c.levels[i] if i is not None else 'none inside the budget'}")
     return "\n".join(lines)
 
 
@@ -732,11 +815,17 @@ def visibility_table(records: Records, settings: Settings) -> str:
         lines.append(f"{obj.kind}: {obj.n_objects} in {len(obj.image_index)} images; median CNR "
                      f"unfiltered {fmt(float(np.nanmedian(obj.cnr_clean)))}; detectable "
                      f"unfiltered (CNR >= {settings.cnr_threshold:g}): {fmt(obj.detectable_fraction)}")
+        none = not obj.detectable.any()
+        if none:
+            lines.append(f"   none detectable unfiltered: the share kept is undefined at every "
+                         f"level (so the claim is inconclusive)")
         for i, lvl in enumerate(obj.levels):
-            iv = _retained_interval(obj, i, n_boot=settings.n_boot, seed=_BOOT_SEED[obj.kind])
-            lines.append(f"   r/Nyquist {lvl.r_fraction:<6g} still detectable {fmt(iv.estimate)} "
-                         f"{fmt(list(iv.ci95))}  median CNR {fmt(lvl.median_cnr)}  SSIM "
-                         f"{fmt(lvl.ssim_mean)}  PSNR {fmt(lvl.psnr_mean)} dB")
+            kept = ""
+            if not none:
+                iv = _retained_interval(obj, i, n_boot=settings.n_boot, seed=_BOOT_SEED[obj.kind])
+                kept = f" still detectable {fmt(iv.estimate)} {fmt(list(iv.ci95))} "
+            lines.append(f"   r/Nyquist {lvl.r_fraction:<6g}{kept} median CNR {fmt(lvl.median_cnr)}"
+                         f"  SSIM {fmt(lvl.ssim_mean)}  PSNR {fmt(lvl.psnr_mean)} dB")
     lines.append("mean SSIM by level: " + fmt(dict(zip(settings.lowpass_levels,
                                                         records.lowpass_ssim, strict=True))))
     i = r_star_index(records, settings)
@@ -766,8 +855,8 @@ def training_table(records: Records) -> str:
 def plot_perturbation_grid(records: Records):
     """One test image under every perturbation (rows) at every level (columns, clean first).
 
-    Each panel is scaled to its own min-max range (a high-pass output is zero-mean); the panel
-    title gives the level. Returns the matplotlib figure.
+    Every panel is on one grey scale, [0, 1] (the high-pass output is renormalised onto the
+    input's range, so it shares it); the panel title gives the level. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -785,7 +874,7 @@ def plot_perturbation_grid(records: Records):
             if j >= len(rows[name]):
                 ax.axis("off")
                 continue
-            ax.imshow(np.asarray(rows[name][j]), cmap="gray")
+            ax.imshow(np.asarray(rows[name][j]), cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_title(labels[j], fontsize=8)
         axes[i, 0].set_ylabel(PERTURBATIONS[name][2], fontsize=9)
     fig.tight_layout()

@@ -292,6 +292,27 @@ def fourier_highpass(x: ArrayLike, r: float) -> torch.Tensor:
     return _fourier_filter(x, 1.0 - fourier_gaussian_mask(x.shape[-2], x.shape[-1], r))
 
 
+def renormalise_to_input(out: ArrayLike, x: ArrayLike) -> torch.Tensor:
+    """Min-max map each image channel of ``out`` onto the range of the same channel of ``x``.
+
+    The reference filters of nyukat/perception_comparison min-max normalise their output; here
+    the target range is the input image's own ``[min, max]``, so a filtered image stays on the
+    intensity scale the classifier was trained on and a nearly-identity filter returns nearly
+    the input (a high-pass that only removes the image mean gives back ``x``, not ``x - mean``).
+    A constant channel of ``out`` maps to the input's minimum.
+    """
+    out, x = _as_batch(out, "out"), _as_batch(x)
+    if out.shape != x.shape:
+        raise ValueError(f"out {tuple(out.shape)} and x {tuple(x.shape)} differ in shape")
+    o = out.reshape(out.shape[0], out.shape[1], -1)
+    r = x.reshape(x.shape[0], x.shape[1], -1)
+    o_lo, o_hi = o.min(-1, keepdim=True).values, o.max(-1, keepdim=True).values
+    x_lo, x_hi = r.min(-1, keepdim=True).values, r.max(-1, keepdim=True).values
+    span = o_hi - o_lo
+    unit = torch.where(span > 0, (o - o_lo) / span.clamp_min(1e-12), torch.zeros_like(o))
+    return (x_lo + unit * (x_hi - x_lo)).reshape(out.shape)
+
+
 def radius_from_nyquist_fraction(fraction: float, image_size: int) -> float:
     """``fraction * image_size / 2``: a filter radius given as a fraction of the Nyquist frequency,
     so one severity grid means the same thing at 64, 128 or 512 pixels."""
@@ -555,7 +576,9 @@ def perturb(name: str, x: ArrayLike, level: float | None, *, seed: int = 0,
               (:func:`gaussian_noise`, clipped to [0, 1]);
             - ``"lowpass"``: radius ``r`` as a fraction of the Nyquist frequency
               ``min(H, W) / 2`` (:func:`fourier_lowpass`; smaller = stronger);
-            - ``"highpass"``: the same for :func:`fourier_highpass` (larger = stronger);
+            - ``"highpass"``: the same for :func:`fourier_highpass` (larger = stronger), its
+              output min-max mapped back onto each image's own range
+              (:func:`renormalise_to_input`, as the reference filter renormalises);
             - ``"pgd"``: L-inf radius eps of untargeted PGD on the cross-entropy of the true
               label (``studylib.attacks.pgd``) against ``model``; needs ``model`` and ``y``.
         seed: seeds the noise / PGD random start.
@@ -575,8 +598,8 @@ def perturb(name: str, x: ArrayLike, level: float | None, *, seed: int = 0,
         return gaussian_noise(x, level, seed=seed)
     if name == "lowpass":
         return fourier_lowpass(x, level * nyquist)
-    if name == "highpass":
-        return fourier_highpass(x, level * nyquist)
+    if name == "highpass":  # renormalised like the reference filter: not a brightness shift
+        return renormalise_to_input(fourier_highpass(x, level * nyquist), x)
     if model is None or y is None:
         raise ValueError("perturbation 'pgd' needs model= and y=")
     from ..attacks import pgd
