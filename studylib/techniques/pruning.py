@@ -481,74 +481,140 @@ def oracle_loss_change(model: nn.Module, gates: ChannelGates, x: torch.Tensor, y
     return out
 
 
-def score_minibatches(model: nn.Module, gates: ChannelGates,
-                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                      criteria: Sequence[str] = CRITERIA, *, oracle: bool = True,
-                      loss_fn: LossFn | None = None, seed: int = 0,
-                      progress: bool = False) -> dict[str, np.ndarray]:
-    """Every criterion (and the oracle) averaged over the same minibatches, in eval mode.
+@dataclass(frozen=True)
+class ScoreEstimate:
+    """Criteria and the oracle estimated over minibatches (:func:`estimate_scores`).
 
-    For each minibatch: one forward/backward gives ``dL/dz`` and the weight gradients
-    (``taylor_so`` uses a double backward instead, :func:`gate_hessian_diagonal`); the oracle
-    switches each channel off in turn on that same minibatch. Per-minibatch scores are averaged.
+    Attributes:
+        scores: name -> the estimate per channel (the mean over its minibatches, or their
+            exponential moving average when ``momentum > 0``), float64.
+        halves: name -> ``(even, odd)``: plain means over the even- and odd-numbered
+            minibatches it was computed on (for :func:`split_half_reliability`; absent where a
+            name was computed on fewer than 2 minibatches).
+        n_batches, n_images: name -> how many minibatches and images went into it.
+    """
+
+    scores: dict[str, np.ndarray]
+    halves: dict[str, tuple[np.ndarray, np.ndarray]]
+    n_batches: dict[str, int]
+    n_images: dict[str, int]
+
+
+def split_half_reliability(halves: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Spearman rho between the two half-sample estimates of each score (even against odd
+    minibatches), over the channels where both are finite: how reproducible its ranking is from
+    half the data (no Spearman-Brown step-up). NaN where fewer than 3 channels are finite."""
+    out = {}
+    for k, (a, b) in halves.items():
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        ok = np.isfinite(a) & np.isfinite(b)
+        out[k] = spearman_rho(a[ok], b[ok]) if ok.sum() >= 3 else math.nan
+    return out
+
+
+def estimate_scores(model: nn.Module, gates: ChannelGates,
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    criteria: Sequence[str] = CRITERIA, *, oracle: bool = True,
+                    expensive_batches: int | None = None, momentum: float = 0.0,
+                    loss_fn: LossFn | None = None, seed: int = 0,
+                    progress: bool = False) -> ScoreEstimate:
+    """Every criterion (and the oracle) estimated over the same minibatches, in eval mode.
+
+    For each minibatch one forward/backward gives ``dL/dz`` and the weight gradients (the
+    cheap criteria). The two criteria that cost one pass per channel, ``taylor_so`` (exact
+    Hessian diagonal by double backward, :func:`gate_hessian_diagonal`) and the oracle (each
+    channel switched off in turn, :func:`oracle_loss_change`), are computed on the first
+    ``expensive_batches`` minibatches only (default: all), which are the same minibatches the
+    cheap criteria use first.
 
     Args:
         model, gates: the gated model (put in eval mode here, restored afterwards).
         batches: iterable of ``(x, y)`` already on the model's device.
         criteria: names from :data:`CRITERIA` (default all).
-        oracle: also compute ``oracle`` (mean over minibatches of ``|dL|``) and
-            ``oracle_signed`` (mean of ``L(zeroed) - L``) (default True).
+        oracle: also compute ``oracle`` (``|dL|``) and ``oracle_signed`` (``L(zeroed) - L``).
+        expensive_batches: minibatches for ``taylor_so`` and the oracle (default all).
+        momentum: 0 (default) averages the per-minibatch scores; ``m`` in (0, 1) keeps the
+            reference implementation's exponential moving average ``s <- m s + (1 - m) s_b``
+            (started at the first minibatch's scores) instead.
         loss_fn: default mean cross-entropy.
         seed: seeds the ``random`` criterion.
         progress: show a progress bar over minibatches.
-
-    Returns:
-        ``{name: float64 array (n_channels,)}``.
     """
     from ..core.runtime import progress as progress_bar
 
     for c in criteria:
         _check_criterion(c)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     loss_fn = loss_fn or cross_entropy_loss
     gen = torch.Generator().manual_seed(int(seed))
     was_training = model.training
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
-    n = 0
     batches = list(batches)
+    if not batches:
+        raise ValueError("batches is empty")
+    n_exp = len(batches) if expensive_batches is None else int(expensive_batches)
+    if not 1 <= n_exp <= len(batches):
+        raise ValueError(f"expensive_batches must be in [1, {len(batches)}], got {n_exp}")
+    cheap = [c for c in criteria if c != "taylor_so"]
+    ema: dict[str, torch.Tensor] = {}
+    parts: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    images: dict[str, int] = {}
     it = progress_bar(batches, desc="score") if progress else batches
     try:
-        for x, y in it:
+        for bi, (x, y) in enumerate(it):
+            expensive = bi < n_exp
             model.zero_grad(set_to_none=True)
             gates.zero_grad()
             loss = loss_fn(model, x, y)
             hdiag = None
-            if "taylor_so" in criteria:
+            names = list(criteria) if expensive else cheap
+            if expensive and "taylor_so" in criteria:
                 weight_params = [p for p in model.parameters() if p.requires_grad]
                 gflat, hdiag = gate_hessian_diagonal(gates, loss)
                 wgrads = torch.autograd.grad(loss, weight_params, allow_unused=True)
                 for p, gp in zip(weight_params, wgrads, strict=True):
                     p.grad = gp
                 with torch.no_grad():  # store dL/dz where minibatch_scores reads it
-                    for g, lo, hi in zip(gates.gates, gates.offsets[:-1], gates.offsets[1:], strict=True):
+                    for g, lo, hi in zip(gates.gates, gates.offsets[:-1], gates.offsets[1:],
+                                         strict=True):
                         g.z.grad = gflat[lo:hi].to(g.z.device).clone()
             else:
                 loss.backward()
-            scores = minibatch_scores(gates, criteria, hessian_diag=hdiag, generator=gen)
-            if oracle:
+            scores = minibatch_scores(gates, names, hessian_diag=hdiag, generator=gen)
+            if oracle and expensive:
                 signed = oracle_loss_change(model, gates, x, y, loss_fn, signed=True)
                 scores["oracle"] = signed.abs()
                 scores["oracle_signed"] = signed
             for k, v in scores.items():
-                sums[k] = sums.get(k, 0) + v.double()
-            n += 1
+                v = v.double()
+                even, odd = parts.setdefault(k, ([], []))
+                (odd if len(even) > len(odd) else even).append(v)  # alternate the halves
+                ema[k] = v if k not in ema else momentum * ema[k] + (1 - momentum) * v
+                images[k] = images.get(k, 0) + len(y)
     finally:
         model.zero_grad(set_to_none=True)
         gates.zero_grad()
         model.train(was_training)
-    if n == 0:
-        raise ValueError("batches is empty")
-    return {k: (v / n).numpy() for k, v in sums.items()}
+    means, halves, counts = {}, {}, {}
+    for k, (even, odd) in parts.items():
+        counts[k] = len(even) + len(odd)
+        means[k] = (ema[k] if momentum > 0 else sum(even + odd) / counts[k]).numpy()
+        if odd:
+            halves[k] = ((sum(even) / len(even)).numpy(), (sum(odd) / len(odd)).numpy())
+    return ScoreEstimate(scores=means, halves=halves, n_batches=counts, n_images=images)
+
+
+def score_minibatches(model: nn.Module, gates: ChannelGates,
+                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                      criteria: Sequence[str] = CRITERIA, *, oracle: bool = True,
+                      loss_fn: LossFn | None = None, seed: int = 0,
+                      progress: bool = False) -> dict[str, np.ndarray]:
+    """Every criterion (and the oracle) averaged over the same minibatches, in eval mode: the
+    ``scores`` of :func:`estimate_scores` with every criterion on every minibatch and no
+    momentum. Returns ``{name: float64 array (n_channels,)}``."""
+    return estimate_scores(model, gates, batches, criteria, oracle=oracle, loss_fn=loss_fn,
+                           seed=seed, progress=progress).scores
 
 
 def minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, n_batches: int | None = None,
@@ -793,6 +859,62 @@ def _cache_path(key: str) -> Path:
     return paths.CACHE_DIR / "pruning" / f"{key}.pt"
 
 
+def _pruning_optimizer(model: nn.Module, config: PruneConfig) -> torch.optim.Optimizer:
+    """The optimizer of the training while pruning (and of its dense control)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
+                           weight_decay=config.weight_decay)
+
+
+def _pruning_minibatches(split: Any, batch_size: int, seed: int,
+                         device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """The endless minibatch stream of :func:`prune_iteratively` (a fresh permutation of the
+    training split per epoch, seeded by ``seed``; a split smaller than a minibatch is one
+    minibatch), shared with :func:`train_like_pruning` so both see the same data in order."""
+    gen = torch.Generator().manual_seed(int(seed))
+    n = len(split.y)
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = order[start:start + batch_size]
+            yield split.x[idx].to(device), split.y[idx].to(device)
+
+
+def train_like_pruning(model: nn.Module, split: Any, config: PruneConfig, n_minibatches: int, *,
+                       seed: int = 0, device: str | torch.device = "cpu",
+                       loss_fn: LossFn | None = None) -> nn.Module:
+    """The dense control of a pruning run: ``n_minibatches`` steps of exactly the training that
+    :func:`prune_iteratively` does between its pruning steps (same optimizer, learning rate,
+    minibatch size, data order and torch seed), with no channel removed.
+
+    A pruned-and-fine-tuned model has had this extra training; comparing it with the dense
+    model as it was before pruning credits pruning with the gain of the extra steps. Give
+    ``n_minibatches`` = a snapshot's ``"minibatches"`` and fine-tune both on the same schedule.
+    The model is trained in place (train mode, ends in eval mode) and returned.
+    """
+    from ..core.runtime import select_device
+
+    if n_minibatches < 0:
+        raise ValueError(f"n_minibatches must be >= 0, got {n_minibatches}")
+    device = select_device(device)
+    split = split.train if hasattr(split, "train") else split
+    loss_fn = loss_fn or cross_entropy_loss
+    model.to(device).train()
+    opt = _pruning_optimizer(model, config)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        stream = _pruning_minibatches(split, config.batch_size, seed, device)
+        for _ in range(int(n_minibatches)):
+            x, y = next(stream)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model, x, y).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
 def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config: PruneConfig, *,
                       seed: int = 0, device: str | torch.device = "cpu",
                       loss_fn: LossFn | None = None, cache: bool = True,
@@ -845,52 +967,39 @@ def prune_iteratively(model: nn.Module, gates: ChannelGates, split: Any, config:
             return [{**s, "gate_values": np.asarray(s["gate_values"])} for s in snaps]
 
     model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
-                              weight_decay=config.weight_decay)
+    opt = _pruning_optimizer(model, config)
     pruner = TaylorPruner(gates, config, seed=seed)
     n_total = gates.n_channels
     targets = [int(round(f * n_total)) for f in config.snapshot_fractions]
     snapshots: list[dict[str, Any]] = []
-    gen = torch.Generator().manual_seed(int(seed))
-    n = len(split.y)
     steps_needed = -(-targets[-1] // config.neurons_per_step) + len(targets)
     bar = progress_bar(total=steps_needed, desc=f"prune {config.criterion}") if progress else None
-    seen = 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(seed))
-        while len(snapshots) < len(targets):
-            order = torch.randperm(n, generator=gen)
-            for start in range(0, n - config.batch_size + 1 if n >= config.batch_size else 1,
-                               config.batch_size):
-                idx = order[start:start + config.batch_size]
-                x, y = split.x[idx].to(device), split.y[idx].to(device)
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model, x, y)
-                loss.backward()
-                pruner.accumulate()
-                opt.step()
-                seen += 1
-                if pruner._n < config.frequency:
-                    continue
-                removed = n_total - int(gates.active().sum())
-                target = targets[len(snapshots)]
-                pruner.prune_now(min(config.neurons_per_step, target - removed))
-                if bar is not None:
-                    bar.update(1)
-                removed = n_total - int(gates.active().sum())
-                if removed >= target:
-                    snapshots.append({
-                        "fraction": config.snapshot_fractions[len(snapshots)],
-                        "removed": removed, "minibatches": seen,
-                        "gate_values": gates.values().numpy().copy(),
-                        "state_dict": {k: v.detach().cpu().clone()
-                                       for k, v in model.state_dict().items()}})
-                    if len(snapshots) == len(targets):
-                        break
+        for seen, (x, y) in enumerate(_pruning_minibatches(split, config.batch_size, seed,
+                                                           device), start=1):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model, x, y)
+            loss.backward()
+            pruner.accumulate()
+            opt.step()
+            if pruner._n < config.frequency:
+                continue
+            removed = n_total - int(gates.active().sum())
+            target = targets[len(snapshots)]
+            pruner.prune_now(min(config.neurons_per_step, target - removed))
+            if bar is not None:
+                bar.update(1)
+            removed = n_total - int(gates.active().sum())
+            if removed >= target:
+                snapshots.append({
+                    "fraction": config.snapshot_fractions[len(snapshots)],
+                    "removed": removed, "minibatches": seen,
+                    "gate_values": gates.values().numpy().copy(),
+                    "state_dict": {k: v.detach().cpu().clone()
+                                   for k, v in model.state_dict().items()}})
+                if len(snapshots) == len(targets):
+                    break
     if bar is not None:
         bar.close()
     model.eval()
