@@ -82,3 +82,42 @@ def test_a_typed_claim_shows_its_own_estimate_and_interval():
     assert text.startswith("0.38 [")
     assert "auc_clean" not in text and "rule: > 0" in text and "3 of 3 seeds" in text
     assert claim_n_seeds(claim.to_json(), {"seeds": [0]}) == "3"
+
+
+def test_evidence_carries_the_power_line_and_the_conditions_left_out():
+    from studylib.cli.report import claim_evidence
+    from studylib.stats import Rule, claim_over_conditions, decide_condition, t_interval
+
+    rule = Rule("at_least", 0.5)
+    kept = decide_condition("a", t_interval([0.4, 0.6, 0.55]), rule)
+    out = decide_condition("b", t_interval([0.0, 0.0, 0.0]), rule,
+                           uninformative="floor: every model at 0")
+    claim = claim_over_conditions("c", "it holds", [kept, out]).to_json()
+    assert claim["verdict"] == "inconclusive" and claim["power"]
+    text = claim_evidence(claim)
+    assert "power: " + claim["power"].replace("|", "\\|") in text
+    assert "left out: b (floor: every model at 0)" in text
+
+
+def test_findings_paragraph_goes_into_its_study_section(tmp_path):
+    import json
+
+    import pytest
+
+    from studylib.cli.report import findings
+
+    d = tmp_path / "default" / "06_x"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps({
+        "schema": 1, "study": "06_x", "profile": "default", "status": "ok", "runtime_s": 1.0,
+        "device": "cpu", "seeds": [0, 1, 2], "params": {}, "metrics": {},
+        "claims": [_claim()]}))
+    assert "What it means" not in build_report("default", tmp_path)
+    (tmp_path / "default" / "findings.yaml").write_text(
+        "06_x: >\n  Taylor FO ranks channels like the oracle on both networks.\n")
+    text = build_report("default", tmp_path)
+    section = text[text.index("### 06_x"):]
+    assert "**What it means.** Taylor FO ranks channels like the oracle" in section
+    (tmp_path / "default" / "findings.yaml").write_text("- not a mapping\n")
+    with pytest.raises(ValueError, match="mapping"):
+        findings(tmp_path / "default")

@@ -541,3 +541,15 @@ def test_resnet_pools_with_a_mean_that_matches_adaptive_average_pooling():
     assert torch.allclose(SpatialMean()(x), nn.AdaptiveAvgPool2d(1)(x), atol=1e-6)
     SpatialMean()(x).sum().backward()
     assert torch.allclose(x.grad, torch.full_like(x, 1 / 42))
+
+
+def test_study_context_banner_names_the_profile_its_source_and_the_seeds(tmp_path):
+    from studylib.core.runtime import StudyContext
+
+    smoke = StudyContext("06_x", "smoke", tmp_path / "a", "cpu", [0], {}).banner()
+    assert "profile `smoke`" in smoke and "notebook's own defaults" in smoke and "[0]" in smoke
+    default = StudyContext("06_x", "default", tmp_path / "b", "cpu", range(10), {}).banner()
+    assert "params/06_x/default.yaml" in default and "10 seeds (0..9)" in default
+    assert "embedded data" in default
+    paper = StudyContext("06_x", "paper", tmp_path / "c", "cpu", [0, 1, 2], {}).banner()
+    assert "data root" in paper and "[0, 1, 2]" in paper

@@ -1,4 +1,4 @@
-"""Command line: ``python -m studylib {list,run,report,sweep,sweep-report,data}``.
+"""Command line: ``python -m studylib {list,run,report,changes,sweep,sweep-report,data}``.
 
 Examples::
 
@@ -11,6 +11,7 @@ Examples::
     python -m studylib data check --profile paper           # which data sets are there
     python -m studylib data prepare                         # download what torchvision can
     python -m studylib report --profile default
+    python -m studylib changes --before df7ccf0 --reasons CHANGES.yaml   # writes CHANGES.md
     python -m studylib sweep --file params/sweeps/taylor_seeds_smoke.yaml --executor dask --workers 2
     python -m studylib sweep-report --file params/sweeps/taylor_seeds_smoke.yaml --metric <name>
 
@@ -113,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks-dir", default=None, metavar="DIR",
                    help="folder of study notebooks (default: notebooks/)")
 
+    p = sub.add_parser("changes", help="write CHANGES.md: every claim's verdict at a git "
+                                       "revision and now, with the reason for each change")
+    p.add_argument("--before", required=True, metavar="REV",
+                   help="git revision whose committed outputs/<profile>/*/results.json are 'before'")
+    p.add_argument("--profile", default="default", help="profile folder to compare")
+    p.add_argument("--reasons", default=None, metavar="YAML",
+                   help="study/claim_id -> {kind, why}; required for every verdict that moved")
+    p.add_argument("--out", default="CHANGES.md", metavar="FILE", help="default: CHANGES.md")
+
     p = sub.add_parser("sweep", help="run a grid of parameter overrides (local or Dask)")
     p.add_argument("--file", required=True, metavar="F", help="sweep YAML (params/sweeps/*.yaml)")
     p.add_argument("--executor", default="local", choices=["local", "dask"],
@@ -179,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from .report import cmd_report
             return cmd_report(args)
+        if args.command == "changes":
+            from .changes import cmd_changes
+            return cmd_changes(args)
         if args.command == "sweep":
             from .sweep import cmd_sweep
             return cmd_sweep(args)

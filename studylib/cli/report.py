@@ -87,6 +87,11 @@ def claim_evidence(claim: dict[str, Any]) -> str:
                          "the study)") if isinstance(claim, dict) else ""
     text = (f"{fmt_number(c.estimate)} {fmt(list(c.ci95))} ({c.interval_method}); rule: "
             f"{c.rule.describe()}; {c.k_of_n} on the claimed side")
+    if c.verdict == "inconclusive" and c.power:
+        text += f"; power: {c.power}"
+    if c.excluded:
+        text += "; left out: " + "; ".join(f"{e['condition']} ({e['reason']})"
+                                           for e in c.excluded)
     return md_escape(text)
 
 
@@ -326,6 +331,25 @@ def build_report(profile: str, output_root: str | os.PathLike | None = None) -> 
     return "\n".join(lines).rstrip() + "\n"
 
 
+FINDINGS_NAME = "findings.yaml"
+
+
+def findings(profile_dir: Path) -> dict[str, str]:
+    """``<profile>/findings.yaml``: study -> one paragraph, written by whoever ran the profile
+    and read its results, saying what reproduced, what did not and why (REPORT.md shows it in
+    the study's section). Missing file: no paragraphs. Not a mapping of strings: an error."""
+    import yaml
+
+    f = profile_dir / FINDINGS_NAME
+    if not f.exists():
+        return {}
+    data = yaml.safe_load(f.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                             for k, v in data.items()):
+        raise ValueError(f"{f}: expected a mapping of study -> paragraph (strings)")
+    return data
+
+
 def _anchor(study: str) -> str:
     """GitHub's heading anchor for ``### <study>`` (lowercase, spaces to dashes)."""
     return re.sub(r"[^a-z0-9_\- ]", "", study.lower()).replace(" ", "-")
@@ -366,6 +390,9 @@ def _study_section(entry: StudyEntry, profile_dir: Path) -> list[str]:
             lines += [f"**Failed**: `{md_escape(res.get('error', 'unknown error'))}`", ""]
         claims = entry.claims
         lines += [claims_paragraph(claims), ""]
+        finding = findings(profile_dir).get(study)
+        if finding:
+            lines += [f"**What it means.** {finding.strip()}", ""]
         paragraph = study_paragraph(claims)
         if paragraph:
             lines += [paragraph, ""]

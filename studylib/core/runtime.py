@@ -291,6 +291,20 @@ class StudyContext:
         seed_everything(self.seeds[0])
         set_theme()
 
+    def banner(self) -> str:
+        """What this render shows, for the top of a notebook: the profile, where its values
+        come from, and the seeds. A rendered notebook in ``outputs/<profile>/`` and the
+        committed one (the notebook's own defaults, the smoke profile) then say which they are.
+        """
+        src = (f"params/{self.study}/{self.profile}.yaml over the notebook's defaults"
+               if self.profile != "smoke" else "the notebook's own defaults")
+        data = ("real data sets read from the data root" if self.profile == "paper"
+                else "embedded data (scikit-learn digits, procedural generators)")
+        seeds = self.seeds if len(self.seeds) <= 3 else f"{len(self.seeds)} seeds " \
+            f"({self.seeds[0]}..{self.seeds[-1]})"
+        return (f"This render: profile `{self.profile}` ({src}); {data}; seeds {seeds}. Every "
+                "number below comes from this profile.")
+
     # -- results ---------------------------------------------------------------------------
     def record_metric(self, name: str, value: float | int | None) -> float | None:
         """Record a scalar metric under ``name`` (NaN and None are stored as null)."""
