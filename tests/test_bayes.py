@@ -325,3 +325,72 @@ def test_auto_batch_size_follows_the_device():
     assert auto_batch_size(30, "cpu") == 1024 // 30
     assert auto_batch_size(5000, "cpu") == 1
     assert auto_batch_size(30, "cuda") == 65_536 // 30
+
+
+# ----------------------------------------------------------------------------- local reparameterisation
+
+
+def test_local_reparameterisation_matches_weight_sampling_moments():
+    """For a Linear layer the sampled pre-activation must have the mean and variance that
+    weight sampling gives: mean h.mu + mu_b, variance h^2.sigma^2 + sigma_b^2 (checked against
+    10,000 explicit weight draws), and a conv layer likewise."""
+    torch.manual_seed(0)
+    for body in (nn.Sequential(nn.Linear(3, 2)),
+                 nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten())):
+        bnet = bayes.BayesianNet(body, prior_scale=1.0)
+        init = {k: torch.randn(s) for k, s in bnet.site_shapes.items()}
+        lrt = bayes.LocalReparameterisation(bnet, init, init_scale=0.3, lr=1e-3)
+        h = torch.randn(1, 3) if isinstance(body[0], nn.Linear) else torch.randn(1, 1, 4, 4)
+        with torch.no_grad():
+            # 10,000 copies of one example in a batch: each gets its own pre-activation draw
+            draws = lrt.forward(h.expand(10000, *h.shape[1:]))
+            post = bayes.VIPosterior(bnet, init, {k: torch.full(s, 0.3)
+                                                   for k, s in bnet.site_shapes.items()})
+            weights = bnet.forward_samples(h, post.draw(10000, seed=1))[:, 0]
+        torch.testing.assert_close(draws.mean(0), weights.mean(0), atol=0.03, rtol=0.02)
+        torch.testing.assert_close(draws.var(0), weights.var(0), atol=0.03, rtol=0.05)
+        with torch.no_grad():  # at the means: the body with the initial means as its weights
+            torch.testing.assert_close(lrt.forward(h, sample=False),
+                                       torch.func.functional_call(body, init, (h,)))
+
+
+def test_local_reparameterisation_kl_is_the_closed_form():
+    bnet = bayes.BayesianNet(nn.Sequential(nn.Linear(1, 1, bias=False)), prior_scale=2.0)
+    lrt = bayes.LocalReparameterisation(bnet, {"0.weight": torch.tensor([[1.0]])},
+                                        init_scale=0.5, lr=1e-3)
+    # KL(N(1, 0.5^2) || N(0, 2^2)) = log(2 / 0.5) + (0.25 + 1) / 8 - 1/2
+    assert float(lrt.kl().detach()) == pytest.approx(math.log(4) + 1.25 / 8 - 0.5, rel=1e-5)
+
+
+def test_fit_vi_with_local_reparameterisation_learns_and_is_cached_apart(tmp_path):
+    x, y = _blobs(60)
+    kw = dict(epochs=40, batch_size=60, lr=0.05, seed=0, cache=True, cache_dir=tmp_path,
+              progress=False)
+    post = bayes.fit_vi(bayes.bayesian_mlp(2, 2, hidden=(8,), seed=0), (x, y),
+                        estimator="lrt", **kw)
+    assert post.history[-1] < post.history[0]
+    xt, yt = _blobs(200, seed=1)
+    assert float((post.predictive_probs(xt, 20).argmax(1) == yt).float().mean()) >= 0.95
+    svi = bayes.fit_vi(bayes.bayesian_mlp(2, 2, hidden=(8,), seed=0), (x, y), **kw)
+    assert not svi.from_cache  # another estimator, another cache entry
+    again = bayes.fit_vi(bayes.bayesian_mlp(2, 2, hidden=(8,), seed=0), (x, y),
+                         estimator="lrt", **kw)
+    assert again.from_cache and all(torch.equal(again.locs[k], post.locs[k]) for k in post.locs)
+    with pytest.raises(ValueError, match="estimator"):
+        bayes.fit_vi(bayes.bayesian_mlp(2, 2, seed=0), (x, y), estimator="flipout", **kw)
+
+
+def test_local_reparameterisation_refuses_a_body_that_is_not_a_chain():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.b(x) + self.a(x)  # not a(b(x))
+
+    bnet = bayes.BayesianNet(Residual())
+    lrt = bayes.LocalReparameterisation(
+        bnet, {n: p.detach() for n, p in Residual().named_parameters()}, init_scale=0.1, lr=1e-3)
+    with pytest.raises(ValueError, match="chain"):
+        lrt.step(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), 1.0)

@@ -86,6 +86,7 @@ class Settings(StudySettings):
     vi_epochs: int
     vi_tol: float
     vi_window: int
+    vi_estimator: str
     vi_lr: float
     vi_init_scale: float
     cnn_plateau_tol: float
@@ -264,7 +265,9 @@ def train_models(data: Any, seed: int, settings: Settings, *, device: str | torc
       kept on at test time.
 
     Every model starts from its own initialisation: none shares ``cnn_ref``'s weights. SVI runs
-    until the loss per example falls by less than ``vi_tol`` per epoch over ``vi_window``
+    (its ELBO gradient estimated as ``vi_estimator`` says: ``"svi"``, one weight sample per
+    minibatch, or ``"lrt"``, the local reparameterisation trick) until the loss per example
+    falls by less than ``vi_tol`` per epoch over ``vi_window``
     epochs, at most ``vi_epochs``. Deterministic networks train with ``studylib.training.fit``
     and VI with :func:`~studylib.techniques.bayes.fit_vi`, both cached. Also returns, under
     ``"_cnn_ref_half"``, cnn_ref trained with the same seed for half its epochs (the plateau
@@ -299,7 +302,7 @@ def train_models(data: Any, seed: int, settings: Settings, *, device: str | torc
     vi = {"epochs": settings.vi_epochs, "batch_size": settings.batch_size, "lr": settings.vi_lr,
           "init_scale": settings.vi_init_scale, "kl_weight": settings.kl_weight, "seed": seed,
           "device": device, "progress": progress, "tol": settings.vi_tol,
-          "window": settings.vi_window}
+          "window": settings.vi_window, "estimator": settings.vi_estimator}
     reinit = None if settings.head_init == "extractor" else seed + 40_000
     head = bayes.fit_vi(bayes.bayesian_head(control, prior_scale=settings.prior_scale,
                                             reinit_seed=reinit),

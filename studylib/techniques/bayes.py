@@ -603,7 +603,7 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
            kl_weight: float = 1.0, seed: int = 0, device: str | torch.device = "cpu",
            cache: bool = True, progress: bool = True, desc: str | None = None,
            cache_dir: str | Path | None = None, tol: float | None = None,
-           window: int = 10) -> VIPosterior:
+           window: int = 10, estimator: str = "svi") -> VIPosterior:
     """Mean-field variational inference: ``AutoNormal`` guide, ``Trace_ELBO``, Adam.
 
     The guide is ``q(w) = prod_i N(w_i; mu_i, sigma_i^2)``; ``mu`` starts at the body's current
@@ -629,6 +629,14 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
             median loss per example of the last ``window`` epochs (default 10) lies less than
             ``tol * window`` below that of the ``window`` epochs before (a fall of less than
             ``tol`` per epoch). ``converged`` on the result says whether that happened.
+        estimator: how the ELBO's gradient is estimated. ``"svi"`` (default): Pyro's SVI with
+            one weight sample per minibatch (Blundell et al.'s Bayes by Backprop).
+            ``"lrt"``: the local reparameterisation trick (Kingma, Salimans and Welling 2015),
+            :class:`LocalReparameterisation`: each layer's pre-activations are sampled from
+            the Normal the weight posterior induces on them, independently per example, and
+            the KL term is the closed form; same guide family, same objective, lower-variance
+            gradients. Both return the same :class:`VIPosterior` (weights sampled at test
+            time).
 
     Returns:
         A :class:`VIPosterior` with ``history`` (per-epoch mean loss per example),
@@ -642,6 +650,8 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
         raise ValueError(f"init_scale must be > 0, got {init_scale}")
     if tol is not None and (not tol > 0 or window < 1):
         raise ValueError(f"tol must be > 0 and window >= 1, got tol={tol}, window={window}")
+    if estimator not in ("svi", "lrt"):
+        raise ValueError(f"estimator must be 'svi' or 'lrt', got {estimator!r}")
     from ..core.runtime import select_device
 
     device = select_device(device)
@@ -652,6 +662,8 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
                 "kl_weight": kl_weight}
     if tol is not None:  # only then, so the keys of fits without a criterion stay as they were
         settings.update(tol=float(tol), window=int(window))
+    if estimator != "svi":  # likewise: the SVI fits' keys are unchanged
+        settings["estimator"] = estimator
     key = _vi_cache_key(bnet, data_id, settings, seed)
     path = (Path(cache_dir) if cache_dir else paths.CHECKPOINT_DIR) / f"vi-{key}.pt"
     ck = load_entry(path, what="VI posterior", map_location=device,
@@ -673,11 +685,15 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
     # parameters through Pyro's global store, and the caller's store is left as it was
     with pyro.get_param_store().scope(), _fork_rng(device):
         torch.manual_seed(int(seed))
-        guide = AutoNormal(bnet.model_on_features,
-                           init_loc_fn=init_to_value(values=init_values),
-                           init_scale=float(init_scale))
-        svi = SVI(bnet.model_on_features, guide, pyro.optim.Adam({"lr": lr}),
-                  loss=Trace_ELBO(num_particles=num_particles))
+        if estimator == "svi":
+            guide = AutoNormal(bnet.model_on_features,
+                               init_loc_fn=init_to_value(values=init_values),
+                               init_scale=float(init_scale))
+            svi = SVI(bnet.model_on_features, guide, pyro.optim.Adam({"lr": lr}),
+                      loss=Trace_ELBO(num_particles=num_particles))
+        else:
+            svi = LocalReparameterisation(bnet, init_values, init_scale=init_scale, lr=lr,
+                                          num_particles=num_particles)
         gen = torch.Generator().manual_seed(int(seed))
         n_batches = max(1, math.ceil(n / batch_size))
         bar = progress_bar(range(epochs), desc=desc or "vi") if progress else range(epochs)
@@ -694,11 +710,15 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
                 bar.set_postfix(loss=f"{history[-1]:.3f}")
             if tol is not None and _loss_converged(history, tol, window):
                 break
-        if epochs == 0:
-            guide(x_all[:2].to(device), y_all[:2].to(device))  # builds the guide's parameters
-        with torch.no_grad():
-            locs = {k: attrgetter(k)(guide.locs).detach().clone() for k in bnet.site_shapes}
-            scales = {k: attrgetter(k)(guide.scales).detach().clone() for k in bnet.site_shapes}
+        if estimator == "lrt":
+            locs, scales = svi.locs_scales()
+        else:
+            if epochs == 0:
+                guide(x_all[:2].to(device), y_all[:2].to(device))  # builds its parameters
+            with torch.no_grad():
+                locs = {k: attrgetter(k)(guide.locs).detach().clone() for k in bnet.site_shapes}
+                scales = {k: attrgetter(k)(guide.scales).detach().clone()
+                          for k in bnet.site_shapes}
     post = VIPosterior(bnet, locs, scales, history)
     post.converged = None if tol is None else _loss_converged(history, tol, window)
     if cache:
@@ -707,6 +727,116 @@ def fit_vi(bnet: BayesianNet, data: Any, *, epochs: int = 20, batch_size: int = 
                           "history": history, "converged": post.converged},
                    what="VI posterior")
     return post
+
+
+class LocalReparameterisation:
+    """The ELBO of a mean-field Normal posterior, estimated with the local reparameterisation
+    trick (Kingma, Salimans and Welling, NeurIPS 2015), for :func:`fit_vi` (``estimator="lrt"``).
+
+    For a linear or convolutional layer with independent ``W_ij ~ N(mu_ij, sigma_ij^2)``, the
+    pre-activation of an example is Normal with mean ``conv(h, mu) + mu_b`` and variance
+    ``conv(h^2, sigma^2) + sigma_b^2``; sampling it, instead of one weight matrix per
+    minibatch, gives each example its own weight draw at the cost of a second convolution. The
+    KL term against the ``N(0, prior_scale^2)`` prior is the closed form. Pyro has no such
+    estimator (its ``Trace_ELBO`` samples weights), hence this class; its guide is the same
+    family as ``AutoNormal``'s (means, and scales through a softplus).
+
+    The body must be a chain: its forward equals applying its leaf modules in the order they
+    are registered (true of ``studylib.models``' ``SmallCNN``, ``MLP`` and a ``.classifier``
+    head); checked on the first minibatch. Only ``nn.Linear`` and ``nn.Conv2d``
+    may hold parameters.
+
+    Args:
+        bnet: the :class:`BayesianNet`. init_values: initial means per site.
+        init_scale: initial standard deviation. lr: Adam's learning rate.
+        num_particles: pre-activation samples per example and step (averaged).
+    """
+
+    def __init__(self, bnet: BayesianNet, init_values: Mapping[str, torch.Tensor], *,
+                 init_scale: float, lr: float, num_particles: int = 1) -> None:
+        self.bnet = bnet
+        self.num_particles = int(num_particles)
+        self.layers: list[tuple[nn.Module, str]] = [
+            (m, name) for name, m in bnet.template.named_modules()
+            if not list(m.children())]
+        for m, name in self.layers:
+            if list(m.parameters(recurse=False)) and not isinstance(m, (nn.Linear, nn.Conv2d)):
+                raise ValueError(f"layer {name!r} ({type(m).__name__}) holds parameters; the "
+                                 "local reparameterisation covers Linear and Conv2d only")
+        dev = bnet.device
+        rho0 = math.log(math.expm1(float(init_scale)))  # softplus(rho0) = init_scale
+        self.loc = {k: init_values[k].detach().clone().to(dev).requires_grad_(True)
+                    for k in bnet.site_shapes}
+        self.rho = {k: torch.full_like(self.loc[k], rho0).requires_grad_(True)
+                    for k in bnet.site_shapes}
+        self.opt = torch.optim.Adam([*self.loc.values(), *self.rho.values()], lr=float(lr))
+        self._checked = False
+
+    def check_chain(self, h: torch.Tensor) -> None:
+        """The chain of leaf layers at the weight means must reproduce the body's own forward
+        on ``h`` (done on the first minibatch :meth:`step` sees)."""
+        with torch.no_grad():
+            with_means = copy.deepcopy(self.bnet.template)
+            for name, p in with_means.named_parameters():
+                p.copy_(self.loc[name])
+            own, chain = with_means(h), self.forward(h, sample=False)
+        if own.shape != chain.shape or not torch.allclose(own, chain, atol=1e-5, rtol=1e-4):
+            raise ValueError("the body's forward is not the chain of its layers in registration "
+                             "order; the local reparameterisation cannot follow it")
+        self._checked = True
+
+    def _scale(self, k: str) -> torch.Tensor:
+        return F.softplus(self.rho[k])
+
+    def forward(self, h: torch.Tensor, *, sample: bool = True) -> torch.Tensor:
+        """Logits of ``h`` (the extractor's output), each pre-activation sampled from its
+        local Normal (``sample``), or at the weight means (``sample=False``)."""
+        for m, name in self.layers:
+            if not isinstance(m, (nn.Linear, nn.Conv2d)):
+                h = m(h)
+                continue
+            w, b = f"{name}.weight" if name else "weight", f"{name}.bias" if name else "bias"
+            has_b = b in self.loc
+            if isinstance(m, nn.Linear):
+                def op(inp, weight, bias):
+                    return F.linear(inp, weight, bias)
+            else:
+                def op(inp, weight, bias, m=m):
+                    return F.conv2d(inp, weight, bias, m.stride, m.padding, m.dilation, m.groups)
+            mean = op(h, self.loc[w], self.loc[b] if has_b else None)
+            if sample:
+                var = op(h * h, self._scale(w) ** 2, self._scale(b) ** 2 if has_b else None)
+                mean = mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+            h = mean
+        return h
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || prior), summed over every weight, in closed form."""
+        s0 = self.bnet.prior_scale
+        total = torch.zeros((), device=self.bnet.device)
+        for k, mu in self.loc.items():
+            sig = self._scale(k)
+            total = total + (math.log(s0) - torch.log(sig)
+                             + (sig ** 2 + mu ** 2) / (2 * s0 ** 2) - 0.5).sum()
+        return total
+
+    def step(self, h: torch.Tensor, y: torch.Tensor, likelihood_scale: float) -> float:
+        """One Adam step on ``likelihood_scale * NLL(minibatch) + KL``; returns that loss (the
+        same quantity ``SVI.step`` returns for ``Trace_ELBO``)."""
+        if not self._checked:
+            self.check_chain(h[:4])
+        self.opt.zero_grad(set_to_none=True)
+        nll = sum(F.cross_entropy(self.forward(h), y, reduction="sum")
+                  for _ in range(self.num_particles)) / self.num_particles
+        loss = likelihood_scale * nll + self.kl()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def locs_scales(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            return ({k: v.detach().clone() for k, v in self.loc.items()},
+                    {k: self._scale(k).detach().clone() for k in self.rho})
 
 
 def _loss_converged(history: Sequence[float], tol: float, window: int) -> bool:
