@@ -34,7 +34,7 @@ def test_settings_come_from_the_parameters_cell():
     assert fields <= set(params)  # from_params would raise on a missing one; say which here too
     assert SETTINGS.crossing_ratio_threshold == 3.0 and SETTINGS.rho_threshold == -0.8
     assert SETTINGS.robust_regimes == tuple(params["robust_regimes"])  # lists become tuples
-    assert SETTINGS.eps_grid == [round(params["eps"] * f, 6) for f in params["eps_factors"]]
+    assert 0 < SETTINGS.logit_scale < 1  # the direction of the logit-scaling control is known
     with pytest.raises(KeyError, match="rho_threshold"):
         S.Settings.from_params({k: v for k, v in params.items() if k != "rho_threshold"})
 
@@ -46,15 +46,17 @@ def _settings(**changes) -> S.Settings:
 EMPTY = pd.DataFrame()
 
 
-def _records(*, crossing_summary=EMPTY, psi=None, cost=None, rescaling=EMPTY) -> S.Records:
+def _records(*, crossing_summary=EMPTY, psi=None, cost=None, rescaling=EMPTY,
+             logit_scaling=EMPTY, clean_accuracy=EMPTY) -> S.Records:
     """A Records with the tables a claim reads; every other part empty."""
-    psi = psi or S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY, base=EMPTY, pgd_accuracy=EMPTY)
-    cost = cost or S.CostRecords(subset=EMPTY, full=EMPTY, subset_seconds={}, grid_seconds={},
-                                 n_subset_points=0)
+    psi = psi or S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY, base=EMPTY, robust=EMPTY,
+                              n_correct={})
+    cost = cost or S.CostRecords(psi=EMPTY, accuracy=EMPTY, budget=0, n_points=0)
     return S.Records(data=S.DataSummary("hand-built", 0, 0, (1, 8, 8), 0, 0),
-                     clean_accuracy=EMPTY, control_accuracy=EMPTY, surfaces=None,
+                     clean_accuracy=clean_accuracy, control_accuracy=EMPTY, surfaces=None,
                      crossings=EMPTY, crossing_summary=crossing_summary, psi=psi, cost=cost,
-                     rescaling=rescaling, masking=())
+                     rescaling=rescaling, logit_scaling=logit_scaling, tightness=EMPTY,
+                     masking=())
 
 
 def _crossing(ratios: dict[str, list[float]]) -> S.Records:
@@ -120,19 +122,31 @@ def _model_table(value: str, per_seed: list[list[float]]) -> pd.DataFrame:
                          for (a, r), v in zip(MODELS, vals, strict=True)])
 
 
-ACC = [[0.1, 0.2, 0.3, 0.4]] * 3
+ROBUST_ACC = [[0.1, 0.2, 0.3, 0.4]] * 3  # the ground truth: the models in order
+
+
+def _robust(per_seed=ROBUST_ACC, clean=(0.9, 0.8, 0.95, 0.85)) -> pd.DataFrame:
+    t = _model_table("robust_accuracy", per_seed)
+    t["clean_accuracy"] = [clean[i % len(MODELS)] for i in range(len(t))]
+    return t
 
 
 def _tracking(psi_per_seed: list[list[float]]) -> S.Records:
-    return _records(psi=S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY,
-                                     base=_model_table("score", psi_per_seed),
-                                     pgd_accuracy=_model_table("accuracy", ACC)))
+    base = _model_table("score", psi_per_seed)
+    base["score_correct"] = base["score"] * 0.9
+    return _records(psi=S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY, base=base,
+                                     robust=_robust(), n_correct={0: 50, 1: 50, 2: 50}))
 
 
 def test_metric_tracks_adversarial_accuracy_reproduced():
     c = S.claim_metric_tracks_adversarial_accuracy(_tracking([[0.9, 0.7, 0.5, 0.1]] * 3),
                                                    SETTINGS)  # rho = -1 in every seed
     assert c.verdict == Verdict.REPRODUCED and -1 <= c.ci95[0] and c.ci95[1] <= -0.8
+    assert "robust accuracy" in c.statement
+    # psi ignores labels: its rank correlation with clean accuracy (0.9, 0.8, 0.95, 0.85 ->
+    # ranks 3, 1, 4, 2 against psi ranks 4, 3, 2, 1: sum d^2 = 1 + 4 + 4 + 1 = 10) is reported
+    assert c.details["rho_psi_vs_clean_accuracy_per_seed"] == pytest.approx([0.0] * 3)
+    assert c.details["rho_psi_on_correct_points_per_seed"] == pytest.approx([-1.0] * 3)
 
 
 def test_metric_tracks_adversarial_accuracy_not_reproduced():
@@ -147,6 +161,9 @@ def test_metric_tracks_adversarial_accuracy_inconclusive():
         _tracking([[0.9, 0.7, 0.5, 0.1], [0.9, 0.1, 0.7, 0.5], [0.7, 0.9, 0.5, 0.1]]), SETTINGS)
     assert c.verdict == Verdict.INCONCLUSIVE and -1 <= c.ci95[0] < -0.8 < c.ci95[1] <= 1
     assert [round(v, 2) for v in c.details["conditions"][0]["per_seed"]] == [-1.0, -0.4, -0.8]
+    assert c.power and "seeds" in c.power
+    boot = c.details["bootstrap_seed_model"]
+    assert -1 <= boot["ci95"][0] <= boot["ci95"][1] <= 1
 
 
 def _grid(value: str, cols: tuple[str, ...], grid: list[tuple], scores,
@@ -161,16 +178,17 @@ def _grid(value: str, cols: tuple[str, ...], grid: list[tuple], scores,
     return pd.DataFrame(rows)
 
 
-PSI_GRID = [(0.05, 1, 100), (0.1, 1, 100), (0.1, 2, 300)]
-ATTACK_GRID = [("pgd", 0.1, 5), ("pgd", 0.1, 10), ("fgsm", 0.2, 1)]
+PSI_GRID = [(5, 1), (5, 4), (10, 1)]  # (steps, restarts)
+ATTACK_GRID = [("ce", 5), ("ce", 10), ("margin", 5)]  # (objective, steps)
 SAME = [0.1, 0.2, 0.3, 0.4]
+FLAT = [0.0] * 4  # a setting that ranks nothing
 
 
 def _stability(psi_scores, acc_scores, seeds=SEEDS) -> S.Records:
     return _records(psi=S.PsiRecords(
         grid=_grid("score", S.PSI_SETTINGS, PSI_GRID, psi_scores, seeds),
         accuracy_grid=_grid("accuracy", S.ATTACK_SETTINGS, ATTACK_GRID, acc_scores, seeds),
-        base=EMPTY, pgd_accuracy=EMPTY))
+        base=EMPTY, robust=EMPTY, n_correct={}))
 
 
 SIX = list(range(6))  # seeds that agree exactly decide only from six on (the sign test)
@@ -203,52 +221,85 @@ def test_metric_stable_across_settings_inconclusive():
     assert c.verdict == Verdict.INCONCLUSIVE and c.power
 
 
-def _cost(subset: list[float], full: list[float], subset_seconds: dict[int, float],
-          grid_seconds: dict[int, float], n_points: int = 100) -> S.Records:
-    return _records(cost=S.CostRecords(
-        subset=_model_table("score", [subset] * 3), full=_model_table("score", [full] * 3),
-        subset_seconds=subset_seconds, grid_seconds=grid_seconds, n_subset_points=n_points))
+def test_metric_stable_across_settings_leaves_out_flat_settings():
+    """An attack setting with every model at the same accuracy ranks nothing: it is left out
+    and reported -- not scored tau = 0, which would make the accuracy side look unstable."""
+    c = S.claim_metric_stable_across_settings(_stability(
+        lambda s, i: SAME if i != 1 else [0.1, 0.2, 0.4, 0.3],  # psi tau (1 + 2/3 + 2/3) / 3
+        lambda s, i: SAME if i < 2 else FLAT, SIX), SETTINGS)
+    assert c.details["tau_accuracy_per_seed"] == pytest.approx([1.0] * 6)  # not (1 + 0 + 0) / 3
+    assert c.details["accuracy_settings_left_out"]["0"] == ["('margin', 5)"]
+    assert c.verdict == Verdict.NOT_REPRODUCED  # psi (0.78) is less stable than accuracy (1)
+    only_flat = S.claim_metric_stable_across_settings(_stability(
+        lambda s, i: SAME, lambda s, i: FLAT if i else SAME, SIX), SETTINGS)
+    assert only_flat.verdict == Verdict.INCONCLUSIVE and only_flat.excluded  # nothing to rank
 
 
-GRID_SECONDS = {0: 10.0, 1: 10.0, 2: 10.0}
+def _cost(psi: list[list[float]], acc: list[list[float]]) -> S.Records:
+    """Cheap psi and cheap accuracy per seed; the ground truth ranks the models in order."""
+    t_psi, t_acc = _model_table("score", psi), _model_table("accuracy", acc)
+    t_psi["seconds"], t_acc["seconds"] = 1.0, 2.0
+    return _records(psi=S.PsiRecords(grid=EMPTY, accuracy_grid=EMPTY, base=EMPTY,
+                                     robust=_robust(), n_correct={}),
+                    cost=S.CostRecords(psi=t_psi, accuracy=t_acc, budget=5, n_points=100))
+
+
+RIGHT_PSI = [0.4, 0.3, 0.2, 0.1]  # low psi = robust: the ground truth's order, tau 1
+ONE_SWAP_ACC = [0.2, 0.1, 0.3, 0.4]  # one discordant pair of 6: tau 2/3
+TWO_SWAP_ACC = [0.2, 0.1, 0.4, 0.3]  # two of 6: tau 1/3
 
 
 def test_metric_cheaper_than_adversarial_testing_reproduced():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _cost(SAME, SAME, {0: 2.0, 1: 2.5, 2: 2.2}, GRID_SECONDS), SETTINGS)
-    assert c.verdict == Verdict.REPRODUCED and "100 points" in c.statement
-    assert c.details["psi_subset_seconds"] == [2.0, 2.5, 2.2]
+        _cost([RIGHT_PSI] * 3, [ONE_SWAP_ACC, TWO_SWAP_ACC, ONE_SWAP_ACC]), SETTINGS)
+    # differences 1/3, 2/3, 1/3: mean 0.44, t-interval [-0.03, 0.92], above -0.1
+    assert c.verdict == Verdict.REPRODUCED and "5 input gradients" in c.statement
+    assert c.details["tau_psi_per_seed"] == pytest.approx([1.0] * 3)
+    assert c.details["tau_accuracy_per_seed"] == pytest.approx([2 / 3, 1 / 3, 2 / 3])
 
 
 def test_metric_cheaper_than_adversarial_testing_not_reproduced():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _cost(SAME, SAME[::-1], {0: 2.0, 1: 2.5, 2: 2.2}, GRID_SECONDS), SETTINGS)
-    assert c.verdict == Verdict.NOT_REPRODUCED  # the subset ranks the models the other way
-    assert "tau(subset, full)" in c.interval_method
+        _cost([[0.3, 0.1, 0.4, 0.2], [0.3, 0.4, 0.1, 0.2], [0.2, 0.4, 0.1, 0.3]],
+              [SAME] * 3), SETTINGS)  # psi tau 0, 1/3, 0 against accuracy 1
+    assert c.verdict == Verdict.NOT_REPRODUCED and c.ci95[1] < -0.1
+    assert -2 <= c.ci95[0]
 
 
 def test_metric_cheaper_than_adversarial_testing_inconclusive():
     c = S.claim_metric_cheaper_than_adversarial_testing(
-        _cost(SAME, SAME, {0: 5.0, 1: 15.0, 2: 10.0}, GRID_SECONDS), SETTINGS)
-    assert c.verdict == Verdict.INCONCLUSIVE  # cheaper in one seed, dearer in another
-    assert c.ci95[0] > 0 and "time" in c.interval_method  # a ratio: its interval stays > 0
+        _cost([RIGHT_PSI, [0.4, 0.2, 0.3, 0.1], RIGHT_PSI],
+              [SAME, SAME, ONE_SWAP_ACC]), SETTINGS)  # differences 0, -1/3, +1/3
+    assert c.verdict == Verdict.INCONCLUSIVE and c.power
 
 
-def _rescaled(psi_change: list[float], factors: list[float]) -> S.Records:
+def test_metric_cheaper_leaves_out_a_seed_where_a_cheap_measure_ranks_nothing():
+    c = S.claim_metric_cheaper_than_adversarial_testing(
+        _cost([RIGHT_PSI] * 3, [ONE_SWAP_ACC, ONE_SWAP_ACC, FLAT]), SETTINGS)
+    assert c.details["seeds_left_out"] == [2] and c.n_seeds == 2
+
+
+def _rescaled(psi_change: list[float], factors: list[float],
+              logit_ratios: list[float] = (0.5, 0.6, 0.55)) -> S.Records:
     rows = [{"arch": a, "regime": r, "seed": s, "layer": 0, "psi_rel_change": p,
              "sharpness_factor": f}
             for (a, r), (s, p, f) in itertools.product(
                 MODELS, zip(SEEDS, psi_change, factors, strict=True))]
     rows.append({"arch": "cnn", "regime": "natural", "seed": 0, "layer": 1,
                  "psi_rel_change": 1e-7, "sharpness_factor": 30.0})
-    return _records(rescaling=pd.DataFrame(rows))
+    scaled = pd.DataFrame([{"arch": a, "regime": r, "seed": s, "psi": 1.0, "psi_scaled": q,
+                            "ratio": q, "same_decisions": 1.0}
+                           for (a, r), (s, q) in itertools.product(
+                               MODELS, zip(SEEDS, logit_ratios, strict=True))])
+    return _records(rescaling=pd.DataFrame(rows), logit_scaling=scaled)
 
 
 def test_metric_invariant_to_reparameterization_reproduced():
     c = S.claim_metric_invariant_to_reparameterization(
         _rescaled([1e-7, 2e-7, 0.0], [20, 30, 25]), SETTINGS)
     assert c.verdict == Verdict.REPRODUCED and "cnn/layer1" in c.details["other_layers"]
-    assert c.ci95[0] >= 0  # a nonnegative change: the interval is clipped at 0, its range
+    names = [d["condition"] for d in c.details["conditions"]]
+    assert names[1].startswith("psi ratio under logit scaling")
 
 
 def test_metric_invariant_to_reparameterization_not_reproduced():
@@ -256,6 +307,15 @@ def test_metric_invariant_to_reparameterization_not_reproduced():
         _rescaled([1e-7, 2e-7, 1e-7], [1.1, 1.2, 1.15]), SETTINGS)
     assert c.verdict == Verdict.NOT_REPRODUCED
     assert c.interval_method.endswith("sharpness factor: mlp")
+
+
+def test_metric_invariant_fails_when_psi_does_not_follow_the_logit_scaling():
+    """The control psi can fail: psi that rises when the logits shrink is not reproduced,
+    however well the exact rescaling and the sharpness behave."""
+    c = S.claim_metric_invariant_to_reparameterization(
+        _rescaled([1e-7, 2e-7, 0.0], [20, 30, 25], logit_ratios=[1.3, 1.4, 1.35]), SETTINGS)
+    assert c.verdict == Verdict.NOT_REPRODUCED and "logit scaling" in c.interval_method
+    assert c.ci95[0] > 1
 
 
 def test_metric_invariant_to_reparameterization_inconclusive():
@@ -274,6 +334,8 @@ def test_metric_invariant_to_reparameterization_leaves_out_flat_sharpness():
         dataclasses.replace(records, rescaling=table), SETTINGS)
     assert c.verdict == Verdict.REPRODUCED
     assert [e["condition"] for e in c.excluded] == ["sharpness factor: cnn"]
+    with pytest.raises(ValueError, match="logit_scale"):
+        S.claim_metric_invariant_to_reparameterization(records, _settings(logit_scale=2.0))
 
 
 def test_thresholds_come_from_the_settings():

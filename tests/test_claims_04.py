@@ -71,10 +71,27 @@ def _agreement(rho: float, pairs: dict | None = None) -> S.MapAgreement:
     return S.MapAgreement(rho=rho, rho_by_pair=pairs or {("a", "b"): rho}, topk=0.5, ssim=0.5)
 
 
-def _ceiling(ratio: float, ceiling: float = 0.8) -> S.CeilingComparison:
-    """A comparison whose rho is ``ratio`` times its noise ceiling ``ceiling``."""
-    return S.CeilingComparison(between=ratio * ceiling, ceiling=ceiling,
-                               by_name={"x": ratio * ceiling})
+N_IMAGES = 30  # images of a hand-built comparison; the even ones are "confident"
+
+
+def _ceiling(ratio: float, ceiling: float = 0.8, *, seed: int = 0, noise: float = 0.05,
+             confident_ratio: float | None = None, n_confident: int | None = None,
+             matched: bool = False) -> S.CeilingComparison:
+    """A comparison whose per-image rho is about ``ratio`` times its noise ceiling
+    ``ceiling`` (Gaussian image noise of sd ``noise`` on both); the confident images (the
+    even ones, or the first ``n_confident``) at ``confident_ratio`` if given. ``matched``:
+    one ceiling per setting (the occlusion patch comparison)."""
+    rng = np.random.default_rng(seed)
+    conf = (np.arange(N_IMAGES) % 2 == 0 if n_confident is None
+            else np.arange(N_IMAGES) < n_confident)
+    ceil = ceiling + noise * rng.standard_normal(N_IMAGES)
+    target = np.where(conf, ratio if confident_ratio is None else confident_ratio, ratio)
+    between = target * ceiling + noise * rng.standard_normal(N_IMAGES)
+    return S.CeilingComparison(
+        between=ratio * ceiling, ceiling=ceiling, by_name={"x": ratio * ceiling},
+        ceiling_by_name={"x": ceiling} if matched else {},
+        per_image={"x": between}, per_image_ceiling={"x" if matched else "": ceil},
+        confident=conf)
 
 
 ORDER = list(S.METHODS)  # occlusion, rise, integrated_gradients, gradient, random
@@ -108,10 +125,13 @@ REVERSED = ORDER[::-1]  # tau -1 against ORDER
 def _seed(seed: int = 0, *, max_prob: dict[str, float] | None = None, occ: float = 0.5,
           rise: float = 0.6, patch: float = 0.5, sp: float = 0.6, methods: float = 0.3,
           morf: S.MethodScores | None = None, deletion: S.MethodScores | None = None,
-          rise_ceiling: float = 0.8) -> S.SeedRecord:
+          rise_ceiling: float = 0.8, confident_occ: float | None = None,
+          n_confident: int | None = None, noise: float = 0.05) -> S.SeedRecord:
     """One seed's record: every field filled, the ones a claim reads set by the keywords
     (``occ``, ``rise``, ``patch``, ``sp``: rho as a share of the noise ceiling; ``methods``:
-    the methods' rho, with ceilings 0.8 (occlusion), ``rise_ceiling`` and 1 (IG))."""
+    the methods' rho, with ceilings 0.8 (occlusion), ``rise_ceiling`` and 1 (IG); per image
+    with Gaussian noise ``noise``; ``confident_occ``: the occlusion ratio on the confident
+    images; ``n_confident``: how many images are confident, default half)."""
     probs = {b: 0.13 for b in BASELINES} | (max_prob or {})  # near the uniform 1/8
     stats = {b: S.BaselineStats(max_prob=p, max_prob_over_uniform=p * K,
                                 kl_from_uniform=0.1, top_class_share=1.0)
@@ -120,6 +140,14 @@ def _seed(seed: int = 0, *, max_prob: dict[str, float] | None = None, occ: float
     metrics = {"morf_aopc": morf or same, "deletion_auc": deletion or same,
                "lerf_aopc": same, "insertion_auc": same}
     pairs = {p: methods for p in itertools.combinations(S.COMPARED_METHODS, 2)}
+    rng = np.random.default_rng(100 + seed)
+    conf = (np.arange(N_IMAGES) % 2 == 0 if n_confident is None
+            else np.arange(N_IMAGES) < n_confident)
+    methods_rows = {p: methods + noise * rng.standard_normal(N_IMAGES) for p in pairs}
+    ceiling_rows = {"occlusion": 0.8 + noise * rng.standard_normal(N_IMAGES),
+                    "rise": rise_ceiling + noise * rng.standard_normal(N_IMAGES),
+                    "integrated_gradients": np.ones(N_IMAGES)}
+    kw = {"seed": seed, "noise": noise, "n_confident": n_confident}
     return S.SeedRecord(
         seed=seed, clean_accuracy=0.7, agree_with_label=0.7, clean_prob_mean=0.6,
         baseline_stats=stats, occlusion_baselines=_agreement(0.5),
@@ -131,10 +159,14 @@ def _seed(seed: int = 0, *, max_prob: dict[str, float] | None = None, occ: float
         rise_sp=_agreement(0.6), methods=_agreement(methods, pairs),
         methods_all=_agreement(0.2), metrics=metrics,
         localisation={m: S.Localisation(0.5, 0.4) for m in S.METHODS},
-        occlusion_vs_ceiling=_ceiling(occ), rise_vs_ceiling=_ceiling(rise, rise_ceiling),
-        rise_vs_ceiling_centered=_ceiling(rise), occlusion_patch_vs_ceiling=_ceiling(patch),
-        rise_sp_vs_ceiling=_ceiling(sp),
-        method_ceilings={"occlusion": 0.8, "rise": rise_ceiling, "integrated_gradients": 1.0})
+        occlusion_vs_ceiling=_ceiling(occ, confident_ratio=confident_occ, **kw),
+        rise_vs_ceiling=_ceiling(rise, rise_ceiling, **kw),
+        rise_vs_ceiling_centered=_ceiling(rise, **kw),
+        occlusion_patch_vs_ceiling=_ceiling(patch, matched=True, **kw),
+        rise_sp_vs_ceiling=_ceiling(sp, **kw),
+        method_ceilings={"occlusion": 0.8, "rise": rise_ceiling, "integrated_gradients": 1.0},
+        methods_per_image=methods_rows, method_ceilings_per_image=ceiling_rows, confident=conf,
+        confusion=((8, 2), (1, 9)), earlier_accuracy=0.69)
 
 
 def _records(*seeds: S.SeedRecord) -> S.Records:
@@ -206,8 +238,9 @@ def test_baseline_changes_maps_reproduced():
                                       SETTINGS)
     assert c.verdict == Verdict.REPRODUCED and c.ci95[1] < 0.8
     conditions = [d["condition"] for d in c.details["conditions"]]
-    assert conditions[0].startswith("occlusion") and "uncentred" in conditions[1]
-    assert "log-scale" in c.interval_method
+    assert conditions[0].startswith("occlusion") and "uncentred" in conditions[2]
+    assert "log-scale" in c.interval_method and "hierarchical bootstrap" in c.interval_method
+    assert len(conditions) == 4 and "p > 0.8" in conditions[1]  # each on the confident images
 
 
 def test_baseline_changes_maps_not_reproduced():
@@ -224,6 +257,67 @@ def test_baseline_changes_maps_inconclusive():
     c = S.claim_baseline_changes_maps(_three(occ=[0.55, 0.6, 0.5], rise=[0.72, 0.81, 0.76]),
                                       SETTINGS)
     assert c.verdict == Verdict.INCONCLUSIVE and "RISE" in c.interval_method and c.power
+
+
+def test_confident_images_can_make_a_map_claim_not_reproduced():
+    """All images: occlusion at 0.55 of its ceiling (reproduced); on the images predicted with
+    p > 0.8 the baseline changes nothing (0.97): the second condition decides."""
+    recs = _three(occ=[0.55, 0.6, 0.5], rise=[0.6, 0.65, 0.62], confident_occ=[0.97] * 3,
+                  n_confident=[8] * 3)  # 8 of 30 images: the all-image median stays low
+    c = S.claim_baseline_changes_maps(recs, SETTINGS)
+    assert c.verdict == Verdict.NOT_REPRODUCED
+    first = c.details["conditions"][0]
+    assert first["verdict"] == "reproduced" and first["ci95"][1] < 0.8
+    assert "p > 0.8" in c.details["conditions"][1]["condition"]
+
+
+def test_confident_condition_needs_enough_confident_images():
+    """Two of three seeds have only 3 confident images (< min_confident_images = 5): they are
+    left out of that condition, and one seed is not enough to decide it."""
+    recs = _records(_seed(0), _seed(1, n_confident=3), _seed(2, n_confident=3))
+    c = S.claim_baseline_changes_maps(recs, SETTINGS)
+    conf = [d for d in c.details["conditions"] if "p > 0.8" in d["condition"]]
+    assert all("1 of 3 seeds" in d["condition"] for d in conf)
+    assert all(d["verdict"] == "inconclusive" for d in conf)
+    assert c.verdict == Verdict.INCONCLUSIVE
+
+
+def test_hierarchical_interval_carries_image_noise():
+    """Same per-seed ratios, more image noise: the interval widens (within-seed variation
+    enters, which a t over per-seed ratios ignores)."""
+    def width(noise: float) -> float:
+        recs = _records(*[_seed(i, occ=v, noise=noise) for i, v in enumerate([0.55, 0.6, 0.5])])
+        d = S.claim_baseline_changes_maps(recs, SETTINGS).details["conditions"][0]
+        return math.log(d["ci95"][1]) - math.log(d["ci95"][0])
+
+    assert width(0.2) > 1.5 * width(0.01)
+
+
+def test_log_ceiling_ratio_matches_the_ratio():
+    for matched in (False, True):
+        c = _ceiling(0.6, 0.7, seed=3, matched=matched)
+        ceil = c.per_image_ceiling["x" if matched else ""]
+        expected = float(np.median(c.per_image["x"])) / float(np.median(ceil))
+        assert S.log_ceiling_ratio(c.items(), matched=matched) == pytest.approx(math.log(expected))
+    # two settings with their own ceilings: the median of their ratios (0.5 and 1.0 -> 0.75)
+    two = S.CeilingComparison(0.0, 0.0, by_name={"a": 0.3, "b": 0.8},
+                              ceiling_by_name={"a": 0.6, "b": 0.8},
+                              per_image={"a": np.full(3, 0.3), "b": np.full(3, 0.8)},
+                              per_image_ceiling={"a": np.full(3, 0.6), "b": np.full(3, 0.8)})
+    assert S.log_ceiling_ratio(two.items(), matched=True) == pytest.approx(math.log(0.75))
+    # a non-positive ceiling: no ratio; a negative rho against a positive ceiling: the floor
+    bad = S.CeilingComparison(0.1, -0.1, per_image={"x": np.full(4, 0.1)},
+                              per_image_ceiling={"": np.full(4, -0.1)})
+    assert math.isnan(S.log_ceiling_ratio(bad.items()))
+    neg = S.CeilingComparison(-0.1, 0.5, per_image={"x": np.full(4, -0.1)},
+                              per_image_ceiling={"": np.full(4, 0.5)})
+    assert S.log_ceiling_ratio(neg.items()) == pytest.approx(math.log(S.RATIO_FLOOR))
+    # confident rows only, and too few of them
+    conf = S.CeilingComparison(0.0, 0.0, per_image={"x": np.array([0.4, 0.4, 0.9, 0.9])},
+                               per_image_ceiling={"": np.full(4, 0.8)},
+                               confident=np.array([True, True, False, False]))
+    assert S.log_ceiling_ratio(conf.items(), confident_only=True) == pytest.approx(math.log(0.5))
+    assert math.isnan(S.log_ceiling_ratio(conf.items(), confident_only=True, min_rows=3))
 
 
 def test_baseline_changes_maps_without_a_ceiling_is_inconclusive():
@@ -335,6 +429,32 @@ def test_ranking_taus_and_their_mean():
     assert items.shape == (40, 10) and S.ranking_deficit(items) == pytest.approx(2.0)
 
 
+# ------------------------------------------------------------------------------ the trained model
+
+
+def test_plateau_check_and_warning():
+    recs = _records(_seed(0), dataclasses.replace(_seed(1), earlier_accuracy=0.6),
+                    dataclasses.replace(_seed(2), earlier_accuracy=math.nan))
+    rows = S.plateau_rows(recs, _settings(plateau_epochs=5, plateau_tolerance=0.02))
+    assert [r["plateau"] for r in rows] == [True, False, None]  # 0.7 - 0.69, 0.7 - 0.6, not run
+    assert rows[1]["change"] == pytest.approx(0.1)
+    warning = S.plateau_warning(recs, _settings(plateau_epochs=5, plateau_tolerance=0.02))
+    assert warning.startswith("WARNING") and "1 of 3 seeds [1]" in warning
+    assert S.plateau_warning(recs, _settings(plateau_tolerance=0.2)) == ""
+    assert list(S.plateau_table(recs, SETTINGS).index) == [0, 1, 2]
+
+
+def test_confusion_table_sums_seeds_and_normalises_rows():
+    recs = _records(_seed(0), dataclasses.replace(_seed(1), confusion=((2, 8), (0, 10))))
+    t = S.confusion_table(recs)  # summed: [[10, 10], [1, 19]]
+    np.testing.assert_allclose(t.to_numpy(), [[0.5, 0.5], [0.05, 0.95]])
+    assert list(t.index) == ["0", "1"]
+    named = dataclasses.replace(recs, classes=("stop", "yield"))
+    assert list(S.confusion_table(named).columns) == ["stop", "yield"]
+    with pytest.raises(ValueError, match="confusion"):
+        S.confusion_table(_records(dataclasses.replace(_seed(0), confusion=())))
+
+
 # ------------------------------------------------------------------------------ the pipeline, end to end
 
 
@@ -385,6 +505,16 @@ def test_run_seed_end_to_end_on_a_tiny_cnn(tiny_records):
     assert rec.method_ceilings["integrated_gradients"] == 1.0
     assert set(rec.crossed_morf["occlusion"]) == set(itertools.product(TINY.baselines, repeat=2))
     assert math.isfinite(rec.home_advantage("occlusion"))
+    # the resampled statistics computed on the full sample equal the records' ratios
+    for c, matched in ((rec.occlusion_vs_ceiling, False), (rec.rise_sp_vs_ceiling, False),
+                       (rec.occlusion_patch_vs_ceiling, True)):
+        if c.per_image and c.ratio > 0:
+            assert S.log_ceiling_ratio(c.items(), matched=matched) == pytest.approx(
+                math.log(c.ratio))
+    items = S.method_items(rec)
+    assert items.shape == (3, 1 + 3 + 3)
+    if S.method_ratio(rec) > 0:
+        assert S.log_method_ratio(items) == pytest.approx(math.log(S.method_ratio(rec)))
 
 
 def test_every_claim_figure_and_table_runs_on_pipeline_records(tiny_records):

@@ -360,3 +360,64 @@ def test_renormalise_to_input_known_values():
     assert torch.allclose(P.renormalise_to_input(out, x), expected)
     flat = P.renormalise_to_input(torch.zeros_like(x), x)
     assert torch.allclose(flat, torch.full_like(x, 0.2))
+
+
+# ----------------------------------------------------------------------------- mass detectability
+
+
+def _disc_scene(n_images, n_bg, contrast, sigma, ramp=0.0, seed=0, size=48, radius=6):
+    """Lesion images (a flat disc of ``contrast`` at the centre) and lesion-free backgrounds:
+    0.3 + white noise of std ``sigma`` + a linear ramp ``ramp`` per pixel along the rows."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    disc = (np.hypot(yy - size / 2, xx - size / 2) <= radius)
+    base = 0.3 + ramp * yy
+    bg = base + sigma * rng.standard_normal((n_bg, size, size))
+    noise = sigma * rng.standard_normal((n_images, size, size))
+    les = base + noise + contrast * disc
+    regions = P.object_regions(disc.astype(np.int32), gap=2, width=4)
+    return (torch.tensor(les[:, None]), torch.tensor(bg[:, None]), [regions] * n_images, disc,
+            noise)
+
+
+def test_npw_dprime_of_a_disc_on_white_noise_is_contrast_over_the_template_noise():
+    les, bg, regions, _, _ = _disc_scene(60, 400, contrast=0.2, sigma=0.2)
+    reg = regions[0][0]
+    a_in, a_ring = int(reg.inside.sum()), int(reg.ring.sum())
+    # the response mean(inside) - mean(ring) has std sigma sqrt(1/A_in + 1/A_ring) on white
+    # noise, so d' = contrast / that, here about 6.7; averaged over 60 lesion images
+    expected = 0.2 / (0.2 * math.sqrt(1 / a_in + 1 / a_ring))
+    d = P.npw_dprime(les, regions, bg)
+    assert d.shape == (60,) and abs(d.mean() - expected) < 0.1 * expected
+    assert abs(d.std(ddof=1) - 1.0) < 0.3  # one template-noise std per image
+    # the ring CNR divides by the single-pixel std instead: smaller by sqrt(1/A_in + 1/A_ring)
+    cnr = P.batch_cnr(les, regions)
+    assert abs(cnr.mean() - 1.0) < 0.15
+
+
+def test_npw_dprime_ignores_a_common_linear_trend_and_is_affine_in_contrast():
+    flat = _disc_scene(5, 50, contrast=0.1, sigma=0.1)
+    ramped = _disc_scene(5, 50, contrast=0.1, sigma=0.1, ramp=0.03)
+    d_flat = P.npw_dprime(flat[0], flat[2], flat[1])
+    np.testing.assert_allclose(P.npw_dprime(ramped[0], ramped[2], ramped[1]), d_flat, rtol=1e-9)
+    # the ring CNR takes the slope for noise: with the ramp it falls
+    assert P.batch_cnr(ramped[0], ramped[2]).mean() < 0.6 * P.batch_cnr(flat[0], flat[2]).mean()
+    # same noise, contrast 0, c and 2c: d' is affine in the contrast
+    d0, d1, d2 = (P.npw_dprime(_disc_scene(5, 50, contrast=c, sigma=0.1)[0], flat[2], flat[1])
+                  for c in (0.0, 0.1, 0.2))
+    np.testing.assert_allclose(d2 - d1, d1 - d0, rtol=1e-9)
+    np.testing.assert_allclose(d1, d_flat, rtol=1e-12)
+    with pytest.raises(ValueError, match="backgrounds"):
+        P.npw_dprime(flat[0], flat[2], flat[1][:2])
+
+
+def test_lowpass_object_visibility_uses_the_dprime_with_backgrounds():
+    les, bg, regions, _, _ = _disc_scene(4, 100, contrast=0.15, sigma=0.1)
+    v = P.lowpass_object_visibility(les, regions, [0.1], n_boot=20, backgrounds=bg)
+    np.testing.assert_allclose(v["cnr_clean"], P.npw_dprime(les, regions, bg))
+    # a disc of radius 6 px survives a low-pass (blur std 48 / (2 pi 2.4) = 3.2 px) that removes
+    # most of the white noise, so its d' against equally filtered backgrounds stays large
+    assert v["detectable_clean"] == 1.0 and v["per_r"][0]["retained"]["fraction"] == 1.0
+    lp = P.perturb("lowpass", les, 0.1)
+    np.testing.assert_allclose(v["per_r"][0]["cnr"],
+                               P.npw_dprime(lp, regions, P.perturb("lowpass", bg, 0.1)))

@@ -103,6 +103,17 @@ def _check_studylib(argv: list[str], shown: str) -> str:
         except ValueError as exc:
             raise CommandError(f"{shown}: {exc}") from None
         return "arguments and sweep file"
+    if args.command == "changes":
+        import yaml
+
+        rev = subprocess.run(["git", "rev-parse", "--verify", f"{args.before}^{{commit}}"],
+                             cwd=paths.REPO_ROOT, capture_output=True, text=True)
+        if rev.returncode != 0:
+            raise CommandError(f"{shown}: --before {args.before} is not a commit here")
+        reasons = paths.REPO_ROOT / args.reasons if args.reasons else None
+        if reasons is not None and not isinstance(yaml.safe_load(reasons.read_text()), dict):
+            raise CommandError(f"{shown}: {args.reasons} is not a mapping")
+        return "arguments, revision and reasons file"
     raise CommandError(f"{shown}: no check for `studylib {args.command}`; add one here")
 
 

@@ -12,6 +12,11 @@ from .bundle import GENERATOR_VERSION, DataBundle, Split, _check_fraction, _chec
 from .signs import _gaussian_blur_per_image
 
 _PHANTOM_REF_SIZE = 128  # lesion sizes below are in pixels at this size (100 um per pixel)
+#: Default mean mass amplitude: the smallest contrast of the calibration grid at which >= 70% of
+#: the masses are visible unfiltered (d' >= 3, ``mammogram_perturbation.mass_visibility``).
+MASS_CONTRAST = 0.3
+#: Default internal texture of the masses (``mass_texture``; 0 = the smooth ellipsoid).
+MASS_TEXTURE = 0.5
 
 
 def _power_law_noise(b: int, size: int, beta: torch.Tensor | float, gen: torch.Generator,
@@ -132,8 +137,21 @@ def _sample_phantom_params(rng: np.random.Generator, n: int, size: int, lesion_f
     return p
 
 
+def _mass_texture(m: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """``m`` fields ``(m, size, size)`` of high-pass white noise, zero mean and unit std each:
+    white noise minus its Gaussian blur of std 2 px at 128 px (scaled with the size), so the
+    power lies above about 0.16 of the Nyquist frequency (the corner 1 / (2 pi 2 px))."""
+    white = torch.randn(m, size, size, generator=gen)
+    sigma = 2.0 * max(size / _PHANTOM_REF_SIZE, 0.5)
+    smooth = _gaussian_blur_per_image(white.unsqueeze(1), torch.full((m,), sigma))[:, 0]
+    field = white - smooth
+    field = field - field.mean(dim=(1, 2), keepdim=True)
+    return field / field.std(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+
+
 def _render_phantoms(p: dict[str, Any], lo: int, hi: int, size: int, quantum_noise: float,
-                     gen: torch.Generator) -> dict[str, torch.Tensor]:
+                     gen: torch.Generator, mass_texture: float = 0.0,
+                     tex_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     b = hi - lo
     sc = size / _PHANTOM_REF_SIZE
 
@@ -193,7 +211,10 @@ def _render_phantoms(p: dict[str, Any], lo: int, hi: int, size: int, quantum_noi
         calc_mask.view(-1)[flat_hard] = 1.0
 
     # masses: projected ellipsoid (sqrt(1 - (d/R)^2)) with a lobulated outline; spiculated
-    # ones have a smaller core and thin tapered spicules radiating from it
+    # ones have a smaller core and thin tapered spicules radiating from it; with mass_texture
+    # > 0 the whole mass signal is multiplied by 1 + mass_texture * (high-pass noise), an
+    # internal texture that gives the mass high-frequency content (drawn from tex_gen, a
+    # stream of its own, so backgrounds and geometry do not change with the option)
     mi_np = np.flatnonzero(p["lesion_type"][lo:hi] == 2)
     if len(mi_np):
         g, mi = lo + mi_np, torch.as_tensor(mi_np)
@@ -235,7 +256,12 @@ def _render_phantoms(p: dict[str, Any], lo: int, hi: int, size: int, quantum_noi
             spic_img = torch.maximum(spic_img, line)
             mask = mask | ((perp.abs() < width) & (taper > 0.1))
         amp = t(p["mass_amp"][g]).view(m, 1, 1)
-        lesion[mi] += amp * torch.maximum(body, spic_img)
+        signal = torch.maximum(body, spic_img)
+        if mass_texture > 0:
+            if tex_gen is None:
+                raise ValueError("mass_texture > 0 needs tex_gen")
+            signal = signal * (1.0 + mass_texture * _mass_texture(m, size, tex_gen)).clamp_min(0.0)
+        lesion[mi] += amp * signal
         mass_mask[mi] = mask.float()
 
     # imaging chain: lesions add attenuation, detector blur (MTF), quantum noise
@@ -253,11 +279,15 @@ def _render_phantoms(p: dict[str, Any], lo: int, hi: int, size: int, quantum_noi
 
 def _make_phantoms(n: int, size: int, seed: int, stream: int, lesion_fraction: float,
                    calc_fraction: float, calc_contrast: float, mass_contrast: float,
-                   quantum_noise: float, chunk: int = 256) -> Split:
+                   quantum_noise: float, mass_texture: float = 0.0, chunk: int = 256) -> Split:
     rng = np.random.default_rng([seed, stream, 0x3A3])
     p = _sample_phantom_params(rng, n, size, lesion_fraction, calc_fraction, calc_contrast,
                                mass_contrast)
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    tex_gen = None
+    if mass_texture > 0:
+        tex_seed = int(np.random.default_rng([seed, stream, 0x7E7]).integers(0, 2**62))
+        tex_gen = torch.Generator().manual_seed(tex_seed)
     out: dict[str, torch.Tensor] = {}
     starts = range(0, n, chunk)
     if n > 8 * chunk:
@@ -266,7 +296,7 @@ def _make_phantoms(n: int, size: int, seed: int, stream: int, lesion_fraction: f
         starts = progress(starts, desc="mammo_phantom", total=len(starts))
     for lo in starts:
         hi = min(n, lo + chunk)
-        part = _render_phantoms(p, lo, hi, size, quantum_noise, gen)
+        part = _render_phantoms(p, lo, hi, size, quantum_noise, gen, mass_texture, tex_gen)
         for k, v in part.items():  # filled in place: no second copy of the whole split
             if k not in out:
                 out[k] = torch.empty((n, *v.shape[1:]), dtype=v.dtype)
@@ -287,8 +317,9 @@ def _make_phantoms(n: int, size: int, seed: int, stream: int, lesion_fraction: f
 
 def _load_mammo_phantom(n_train: int = 1000, n_test: int = 500, image_size: int = 128,
                         lesion_fraction: float = 0.5, calc_fraction: float = 0.5,
-                        calc_contrast: float = 0.25, mass_contrast: float = 0.15,
-                        quantum_noise: float = 0.02, seed: int = 0) -> DataBundle:
+                        calc_contrast: float = 0.25, mass_contrast: float = MASS_CONTRAST,
+                        mass_texture: float = MASS_TEXTURE, quantum_noise: float = 0.02,
+                        seed: int = 0) -> DataBundle:
     """Procedural grayscale mammogram patches (nominal 100 um per pixel at 128 x 128).
 
     Background: two fields of 1/f^beta noise (beta ~ U(2.8, 3.2) per image, the exponent of
@@ -339,11 +370,12 @@ def _load_mammo_phantom(n_train: int = 1000, n_test: int = 500, image_size: int 
     calc_fraction = _check_fraction("calc_fraction", calc_fraction)
     calc_contrast = _check_fraction("calc_contrast", calc_contrast)
     mass_contrast = _check_fraction("mass_contrast", mass_contrast)
+    mass_texture = _check_fraction("mass_texture", mass_texture, 0.0, 2.0)
     quantum_noise = _check_fraction("quantum_noise", quantum_noise, 0.0, 0.5)
     seed = _check_int("seed", seed)
     args = dict(lesion_fraction=lesion_fraction, calc_fraction=calc_fraction,
                 calc_contrast=calc_contrast, mass_contrast=mass_contrast,
-                quantum_noise=quantum_noise)
+                quantum_noise=quantum_noise, mass_texture=mass_texture)
     spec = {"name": "mammo_phantom", "n_train": n_train, "n_test": n_test,
             "image_size": image_size, **args, "seed": seed, "version": GENERATOR_VERSION}
     return DataBundle(

@@ -5,7 +5,10 @@ perturbations, and what low-pass filtering does to microcalcifications.
 ``screening_classifier``), scores the test images under every level of Gaussian noise, a Fourier
 low-pass, a Fourier high-pass and PGD, measures the contrast-to-noise ratio (CNR) of every
 calcification speck and mass under low-pass filtering, and retrains on low-pass filtered images.
-It returns typed :class:`Records`; one function per claim decides it with ``studylib.stats``:
+It returns typed :class:`Records`; one function per claim decides it with ``studylib.stats``.
+Masses are measured by a centre-surround d' against lesion-free images
+(``perturbations.npw_dprime``), the visibility index suited to their 1/f^3 background, and the
+phantom's mass contrast is calibrated from :func:`mass_visibility`'s table.
 
 - every AUC-based quantity is a statistic of test images measured within each seed, so its
   interval is a hierarchical bootstrap (seeds, then images within each drawn seed, the clean and
@@ -48,6 +51,7 @@ from ..stats import (
     make_claim,
     percentile_interval,
     roc_auc,
+    wilson_interval,
 )
 from ..techniques import perturbations as P
 
@@ -62,6 +66,10 @@ PERTURBATIONS = {
     "pgd": ("sensitive_to_adversarial", "untargeted PGD", "PGD eps (L-inf)"),
 }
 CALCIFICATION, MASS = 1, 2  # lesion_type codes of the data sets
+#: The visibility index of each lesion kind: the ring CNR for specks (small objects, for which
+#: the ring's pixels are the background an observer sees them against), the centre-surround d'
+#: against lesion-free images for masses (large objects on a 1/f^3 background).
+_INDEX = {"specks": "CNR", "masses": "d'"}
 # Natural ranges: an AUC or a share of objects, a difference of two AUCs, of two AUC drops.
 AUC, SHARE, AUC_DIFFERENCE, DROP_DIFFERENCE = (0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (-2.0, 2.0)
 # Seeds of the bootstrap resampling, one per analysis, fixed so a rerun gives the same interval.
@@ -86,6 +94,11 @@ class Settings(StudySettings):
     data_seed: int
     calc_contrast: float
     mass_contrast: float
+    mass_texture: float
+    visibility_contrasts: tuple[float, ...]
+    visibility_seed: int
+    visibility_target: float
+    n_background_images: int
     pool: int
     stem_channels: int
     widths: tuple[int, ...]
@@ -105,7 +118,8 @@ class Settings(StudySettings):
     ssim_min: float
     psnr_min: float
     sensitivity_min_drop: float
-    filtered_training_level: float
+    retrain_levels: tuple[float, ...]
+    retrain_seeds: int
     n_boot: int
     retained_share: float
     mass_recovery_margin: float
@@ -130,17 +144,19 @@ class SeedScores:
         clean: (N,) the clean-trained model on the clean test images.
         perturbed: perturbation name -> (L, N_p) the same model under each level of its grid
             (PGD attacks the first ``n_pgd`` images only, so ``N_p = n_pgd`` there).
-        clean_model_filtered: (N,) the clean-trained model on low-pass filtered test images
-            (at ``filtered_training_level``).
-        filtered_model_filtered: (N,) a model retrained on low-pass filtered training images,
-            on the same filtered test images.
+        clean_model_filtered: (R, N) the clean-trained model on low-pass filtered test images,
+            one row per level of ``retrain_levels``; None for a seed not retrained (only the
+            first ``retrain_seeds`` seeds are).
+        filtered_model_filtered: (R, N) per retraining level, a model retrained on training
+            images low-pass filtered at that level, on the test images filtered alike; None
+            for a seed not retrained.
     """
 
     seed: int
     clean: np.ndarray
     perturbed: Mapping[str, np.ndarray]
-    clean_model_filtered: np.ndarray
-    filtered_model_filtered: np.ndarray
+    clean_model_filtered: np.ndarray | None
+    filtered_model_filtered: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,8 @@ class LesionObjects:
     Attributes:
         kind: ``"specks"`` or ``"masses"``.
         image_index: (M,) indices of the analysed test images.
-        cnr_clean: CNR of every object unfiltered.
+        cnr_clean: the visibility index of every object unfiltered (`_INDEX`: the ring CNR for
+            specks, d' for masses; the `*cnr*` names are kept for both).
         detectable: (M,) per image, the objects detectable unfiltered (CNR >= threshold).
         levels: one :class:`ObjectLevel` per low-pass level, in ``lowpass_levels`` order.
     """
@@ -213,12 +230,16 @@ class Records:
         lowpass_ssim: mean whole-image SSIM of the analysed images at each low-pass level (the
             gate that says which levels are mild).
         specks, masses: the lesion objects, or None when the data set has no lesion masks.
-        filtered_training_level: the low-pass level of the retraining.
+        retrain_levels: the low-pass levels of the retraining (rows of the seeds'
+            ``*_filtered`` scores).
+        visibility: the mass-contrast calibration table (:func:`mass_visibility`; empty for a
+            data set other than the phantoms).
         example_rows: perturbation -> one test image at each level, clean first (the figure).
         zoom: crops for the zoom-in figure, or None.
         budget: perturbation -> per level (mildest first) the mean (SSIM, PSNR in dB) of the
-            perturbed against the clean test images (the first ``n_cnr_images``; PGD against
-            the first seed's model): the perceptual budget of the ``sensitive_to_*`` claims.
+            perturbed against the clean test images (the first ``n_cnr_images``; PGD: the
+            first seed's adversarial images of the scores, the first ``n_pgd``): the perceptual
+            budget of the ``sensitive_to_*`` claims.
     """
 
     dataset: str
@@ -231,10 +252,11 @@ class Records:
     lowpass_ssim: tuple[float, ...]
     specks: LesionObjects | None
     masses: LesionObjects | None
-    filtered_training_level: float
+    retrain_levels: tuple[float, ...]
     example_rows: Mapping[str, tuple[np.ndarray, ...]] = dataclasses.field(default_factory=dict)
     zoom: ZoomIns | None = None
     budget: Mapping[str, tuple[tuple[float, float], ...]] = dataclasses.field(default_factory=dict)
+    visibility: tuple[VisibilityRow, ...] = ()
 
     def scores(self, name: str) -> np.ndarray:
         """(L + 1, S, N_p) probabilities under perturbation ``name``, level 0 = clean."""
@@ -255,9 +277,11 @@ def run(settings: Settings, ctx) -> Records:
 
     The steps and their seeds are those of the notebook before the claims moved here: one
     classifier per seed on clean images, its probabilities under every perturbation level (noise
-    seeded by ``data_seed``, PGD against each seed's own model), the CNR of every speck and mass
-    of the first ``n_cnr_images`` lesion images of each type under each low-pass level, and one
-    classifier per seed retrained on low-pass filtered images.
+    seeded by ``data_seed``, PGD against each seed's own model), the CNR of every speck and the
+    d' of every mass (against ``n_background_images`` test negatives) of the first
+    ``n_cnr_images`` lesion images of each type under each low-pass level, the mass-contrast
+    calibration table (phantoms only), and for each of the first ``retrain_seeds`` seeds one
+    classifier per level of ``retrain_levels`` retrained on images low-pass filtered there.
     """
     from .. import data
     from ..training import TrainConfig, fit
@@ -266,7 +290,8 @@ def run(settings: Settings, ctx) -> Records:
     if s.dataset == "mammo_phantom":
         bundle = data.load("mammo_phantom", n_train=s.n_train, n_test=s.n_test,
                            image_size=s.image_size, calc_contrast=s.calc_contrast,
-                           mass_contrast=s.mass_contrast, seed=s.data_seed, **dict(s.data_kwargs))
+                           mass_contrast=s.mass_contrast, mass_texture=s.mass_texture,
+                           seed=s.data_seed, **dict(s.data_kwargs))
     else:
         bundle = data.load(s.dataset, image_size=s.image_size, **dict(s.data_kwargs))
     train, test = bundle.train, bundle.test
@@ -290,67 +315,88 @@ def run(settings: Settings, ctx) -> Records:
                                   pgd_steps=s.pgd_steps, device=ctx.device)[0, 0].numpy()
                         for lvl in [None] + list(levels))
             for name, levels in grids.items()}
+    adversarial: dict[float, Any] = {}
     scores = P.sensitivity_scores(models, test.x, test.y, grids, pgd_steps=s.pgd_steps,
-                                  pgd_subset=s.n_pgd, device=ctx.device, seed=s.data_seed)
+                                  pgd_subset=s.n_pgd, device=ctx.device, seed=s.data_seed,
+                                  first_model_pgd=adversarial)
 
     specks = masses = None
     if has_objects:
         specks = _lesion_objects(test, "calcification", "specks", s.calc_ring, s, _BOOT_SEED["specks"])
-        masses = _lesion_objects(test, "mass", "masses", s.mass_ring, s, _BOOT_SEED["masses"])
+        masses = _lesion_objects(test, "mass", "masses", s.mass_ring, s, _BOOT_SEED["masses"],
+                                 backgrounds=_backgrounds(test, s.n_background_images))
         ssim_images = test.x[np.r_[specks.image_index, masses.image_index]]
     else:
         ssim_images = test.x[:s.n_cnr_images]
     lowpass_ssim = tuple(float(P.ssim_psnr(ssim_images, P.perturb("lowpass", ssim_images, lvl))[0]
                                .mean()) for lvl in s.lowpass_levels)
     zoom = _zoom_ins(test, specks, s) if specks is not None else None
-    budget = _perceptual_budget(test, grids, models[0], s, ctx.device)
+    budget = _perceptual_budget(test, grids, adversarial, s)
 
-    filtered_train = type(train)(x=P.perturb("lowpass", train.x, s.filtered_training_level),
-                                 y=train.y)
-    filtered_models = [fit(classifier(seed), filtered_train, config, seed=seed,
-                           device=ctx.device, desc=f"filtered seed {seed}") for seed in s.seeds]
-    x_test_f = P.perturb("lowpass", test.x, s.filtered_training_level)
+    visibility = mass_visibility(s) if s.dataset == "mammo_phantom" else ()
+
+    # retraining: per level of retrain_levels, one model per retrained seed (the first
+    # retrain_seeds) on filtered training images
+    n_re = min(int(s.retrain_seeds), len(s.seeds))
+    clean_f = np.zeros((n_re, len(s.retrain_levels), len(test)))
+    retrained_f = np.zeros_like(clean_f)
+    for j, level in enumerate(s.retrain_levels):
+        filtered_train = type(train)(x=P.perturb("lowpass", train.x, level), y=train.y)
+        x_test_f = P.perturb("lowpass", test.x, level)
+        for k, (seed, m) in enumerate(zip(s.seeds[:n_re], models[:n_re], strict=True)):
+            fm = fit(classifier(seed), filtered_train, config, seed=seed, device=ctx.device,
+                     desc=f"filtered r={level:g} seed {seed}")
+            clean_f[k, j] = P.positive_probability(m, x_test_f, device=ctx.device)
+            retrained_f[k, j] = P.positive_probability(fm, x_test_f, device=ctx.device)
+        del filtered_train
     per_seed = tuple(
         SeedScores(seed=seed, clean=scores["gaussian_noise"][0, k],
                    perturbed={name: scores[name][1:, k] for name in grids},
-                   clean_model_filtered=P.positive_probability(m, x_test_f, device=ctx.device),
-                   filtered_model_filtered=P.positive_probability(fm, x_test_f, device=ctx.device))
-        for k, (seed, m, fm) in enumerate(zip(s.seeds, models, filtered_models, strict=True)))
+                   clean_model_filtered=clean_f[k] if k < n_re else None,
+                   filtered_model_filtered=retrained_f[k] if k < n_re else None)
+        for k, seed in enumerate(s.seeds))
     records = Records(dataset=s.dataset, train_shape=tuple(train.x.shape),
                       test_shape=tuple(test.x.shape), y=test.y.numpy(), lesion_type=lesion_type,
                       grids=grids, seeds=per_seed, lowpass_ssim=lowpass_ssim, specks=specks,
-                      masses=masses, filtered_training_level=float(s.filtered_training_level),
-                      example_rows=rows, zoom=zoom, budget=budget)
+                      masses=masses, retrain_levels=tuple(float(v) for v in s.retrain_levels),
+                      example_rows=rows, zoom=zoom, budget=budget, visibility=visibility)
     for name, value in metrics(records).items():
         ctx.record_metric(name, value)
     return records
 
 
-def _perceptual_budget(test, grids: Mapping[str, Sequence[float]], model, s: Settings,
-                       device) -> dict[str, tuple[tuple[float, float], ...]]:
+def _perceptual_budget(test, grids: Mapping[str, Sequence[float]], adversarial: Mapping[float, Any],
+                       s: Settings) -> dict[str, tuple[tuple[float, float], ...]]:
     """Mean SSIM and PSNR (dB) of each perturbation level against the clean test image, on the
     first ``n_cnr_images`` test images (the reference the classifier is scored against: the
-    phantom keeps no noise-free render). PGD attacks the first seed's model, as in the scores."""
+    phantom keeps no noise-free render); for PGD the first seed's adversarial images of the
+    scores (``adversarial``: eps -> the first ``n_pgd`` images), not a second attack."""
     n = min(int(s.n_cnr_images), len(test))
-    x, y = test.x[:n], test.y[:n]
+    x = test.x[:n]
     out = {}
     for name, levels in grids.items():
         per = []
         for lvl in levels:
-            xp = P.perturb(name, x, lvl, seed=s.data_seed, model=model, y=y,
-                           pgd_steps=s.pgd_steps, device=device)
-            ssim, psnr = P.ssim_psnr(x, xp)
+            if name == "pgd":
+                xp = adversarial[float(lvl)]
+                ssim, psnr = P.ssim_psnr(test.x[:xp.shape[0]], xp)
+            else:
+                ssim, psnr = P.ssim_psnr(x, P.perturb(name, x, lvl, seed=s.data_seed))
             per.append((float(ssim.mean()), float(np.mean(np.minimum(psnr, 100.0)))))
         out[name] = tuple(per)
     return out
 
 
 def _lesion_objects(test, lesion: str, kind: str, ring: Sequence[int], s: Settings,
-                    boot_seed: int) -> LesionObjects:
+                    boot_seed: int, backgrounds=None) -> LesionObjects:
+    """The objects of the first ``n_cnr_images`` images of one lesion type under every
+    low-pass level: the ring CNR, or with ``backgrounds`` (lesion-free images) the d'
+    (:func:`~studylib.techniques.perturbations.npw_dprime`)."""
     idx, regions = P.lesion_regions(test, lesion, gap=ring[0], width=ring[1])
     idx, regions = idx[:s.n_cnr_images], regions[:s.n_cnr_images]
     vis = P.lowpass_object_visibility(test.x[idx], regions, s.lowpass_levels,
-                                      threshold=s.cnr_threshold, n_boot=s.n_boot, seed=boot_seed)
+                                      threshold=s.cnr_threshold, n_boot=s.n_boot, seed=boot_seed,
+                                      backgrounds=backgrounds)
     levels = tuple(ObjectLevel(r_fraction=d["r_fraction"], kept=np.asarray(d["kept_per_image"]),
                                median_cnr=d["median_cnr"], ssim_mean=d["ssim_mean"],
                                psnr_mean=d["psnr_mean"]) for d in vis["per_r"])
@@ -378,6 +424,107 @@ def _zoom_ins(test, specks: LesionObjects, s: Settings) -> ZoomIns | None:
         return None
     return ZoomIns(tuple(crops), tuple(["unfiltered"] + [f"r = {v:g} Nyq" for v in levels]),
                    tuple(titles))
+
+
+# ----------------------------------------------------------------------------- visibility
+
+
+@dataclass(frozen=True)
+class VisibilityRow:
+    """Visibility of one lesion type at one contrast, unfiltered (the calibration table).
+
+    Attributes:
+        kind: ``"masses"`` or ``"specks"``; contrast: the generator's mean amplitude.
+        n_objects: objects measured; share: Wilson interval of the share with d' >= threshold
+            (each object counted once: one mass per image; specks of an image are correlated,
+            so for specks the interval is only indicative); median_dprime: median
+            :func:`~studylib.techniques.perturbations.npw_dprime`; share_cnr, median_cnr: the
+            same with the ring CNR, for comparison.
+    """
+
+    kind: str
+    contrast: float
+    n_objects: int
+    share: Interval
+    median_dprime: float
+    share_cnr: float
+    median_cnr: float
+
+
+def _backgrounds(test, n: int) -> Any:
+    """The first ``n`` lesion-free test images: the ensemble of the mass d'."""
+    lt = np.asarray(test.extras["lesion_type"])
+    return test.x[np.flatnonzero(lt == 0)[:n]]
+
+
+def lesion_visibility(x, regions, backgrounds, threshold: float, kind: str,
+                      contrast: float) -> VisibilityRow:
+    """One :class:`VisibilityRow` from images, their object regions and lesion-free images."""
+    d = P.npw_dprime(x, regions, backgrounds)
+    c = P.batch_cnr(x, regions)
+    k = int(np.sum(d >= threshold))
+    return VisibilityRow(kind, float(contrast), int(d.size), wilson_interval(k, int(d.size)),
+                         float(np.nanmedian(d)), float(np.mean(c >= threshold)),
+                         float(np.nanmedian(c)))
+
+
+def mass_visibility(settings: Settings, contrasts: Sequence[float] | None = None,
+                    *, image_size: int | None = None) -> tuple[VisibilityRow, ...]:
+    """Visibility of phantom masses (and, as a check, specks) against the mass contrast.
+
+    Phantoms of the calibration seed ``visibility_seed`` (not the study's data): for each
+    contrast of ``visibility_contrasts``, ``n_cnr_images`` mass-only test images (the same
+    backgrounds and mass geometry at every contrast, since the generator draws them before the
+    amplitude), their d' against ``n_background_images`` lesion-free images of another stream;
+    then the specks of as many calcification-only images at ``calc_contrast``. Both with the
+    study's texture, rings and threshold. Nothing here depends on a model or a verdict.
+    """
+    from .. import data
+
+    s = settings
+    size = int(image_size or s.image_size)
+    common = dict(n_train=1, image_size=size, calc_contrast=s.calc_contrast,
+                  mass_texture=s.mass_texture)
+    bg = data.load("mammo_phantom", n_test=s.n_background_images, lesion_fraction=0.0,
+                   mass_contrast=s.mass_contrast, seed=s.visibility_seed + 1, **common).test.x
+    rows = []
+    for c in (s.visibility_contrasts if contrasts is None else contrasts):
+        test = data.load("mammo_phantom", n_test=s.n_cnr_images, lesion_fraction=1.0,
+                         calc_fraction=0.0, mass_contrast=float(c), seed=s.visibility_seed,
+                         **common).test
+        idx, regions = P.lesion_regions(test, "mass", gap=s.mass_ring[0], width=s.mass_ring[1])
+        rows.append(lesion_visibility(test.x[idx], regions, bg, s.cnr_threshold, "masses", c))
+    test = data.load("mammo_phantom", n_test=s.n_cnr_images, lesion_fraction=1.0,
+                     calc_fraction=1.0, mass_contrast=s.mass_contrast, seed=s.visibility_seed,
+                     **common).test
+    idx, regions = P.lesion_regions(test, "calcification", gap=s.calc_ring[0], width=s.calc_ring[1])
+    rows.append(lesion_visibility(test.x[idx], regions, bg, s.cnr_threshold, "specks",
+                                  s.calc_contrast))
+    return tuple(rows)
+
+
+def calibrated_contrast(rows: Sequence[VisibilityRow], target: float) -> float | None:
+    """The smallest mass contrast whose share visible (d' >= threshold) is >= ``target``;
+    None when no contrast of the table reaches it."""
+    ok = [r.contrast for r in rows if r.kind == "masses" and r.share.estimate >= target]
+    return min(ok) if ok else None
+
+
+def mass_visibility_table(rows: Sequence[VisibilityRow], settings: Settings) -> str:
+    """The calibration table as text: per contrast, share visible by d' (Wilson 95%) and by
+    the ring CNR, medians; then the contrast the rule picks at this image size."""
+    thr = fmt(settings.cnr_threshold)
+    lines = [f"{'':7s}{'contrast':>9s}  n    visible d'>={thr} [95%]      median d'  "
+             f"visible CNR>={thr}  median CNR"]
+    for r in rows:
+        lines.append(f"{r.kind:7s}{fmt(r.contrast):>9s}  {r.n_objects:<4d} {fmt(r.share.estimate):>5s} "
+                     f"{fmt(list(r.share.ci95)):16s}  {fmt(r.median_dprime):>9s}  "
+                     f"{fmt(r.share_cnr):>16s}  {fmt(r.median_cnr):>10s}")
+    pick = calibrated_contrast(rows, settings.visibility_target)
+    lines.append(f"smallest mass contrast with >= {fmt(settings.visibility_target)} visible: "
+                 f"{fmt(pick) if pick is not None else 'none in the grid'} (this table's image "
+                 f"size); the study uses mass_contrast = {fmt(settings.mass_contrast)}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -558,8 +705,9 @@ def claim_lowpass_erases_microcalcifications(records: Records, settings: Setting
     """
     share = settings.retained_share
     statement = (f"at some low-pass r with whole-image SSIM >= {settings.ssim_min:g}, fewer than "
-                 f"{share:g} of the specks detectable unfiltered (CNR >= {settings.cnr_threshold:g}) "
-                 f"remain detectable, while more than {share:g} of the detectable masses do")
+                 f"{share:g} of the specks detectable unfiltered (ring CNR >= "
+                 f"{settings.cnr_threshold:g}) remain detectable, while more than {share:g} of the "
+                 f"detectable masses (d' >= {settings.cnr_threshold:g} against lesion-free images) do")
     claim_id = "lowpass_erases_microcalcifications"
     speck_rule, mass_rule = Rule("less", share), Rule("greater", share)
     if records.specks is None or records.masses is None:
@@ -645,45 +793,99 @@ def claim_lowpass_hurts_calcifications_more_than_masses(records: Records,
         "mass_auc_drop": float(np.mean([_drop(g[:, [1, 2, 3]]) for g in rows]))})
 
 
+def speck_share_at(records: Records, settings: Settings, level: float) -> float:
+    """Share of the specks detectable unfiltered that stay detectable at low-pass ``level``
+    (nan when the speck table has no such level or no speck is detectable unfiltered)."""
+    if records.specks is None:
+        return math.nan
+    at = [lv for lv in records.specks.levels if math.isclose(lv.r_fraction, level)]
+    keep = records.specks.detectable > 0
+    if not at or not keep.any():
+        return math.nan
+    return float(at[0].kept[keep].sum() / records.specks.detectable[keep].sum())
+
+
 def claim_lowpass_training_cannot_restore_calcifications(records: Records,
                                                          settings: Settings) -> Claim:
-    """A model retrained on low-pass filtered images (tested on filtered images) recovers mass
-    AUC (filtered-model AUC - clean-model AUC on clean images is non-inferior within
-    ``mass_recovery_margin``), but its calcification AUC stays at least ``calc_gap_min`` below
-    the clean model's (clean - filtered >= ``calc_gap_min``). Both halves, each a hierarchical
-    bootstrap over seeds (the clean and the retrained model of one seed paired) and images."""
+    """At every retraining level where the specks are erased, a model retrained on images
+    low-pass filtered at that level (tested on test images filtered alike) recovers mass AUC
+    (retrained AUC - clean-model AUC on clean images, non-inferior within
+    ``mass_recovery_margin``) but not calcification AUC (clean - retrained >= ``calc_gap_min``).
+
+    A level of ``retrain_levels`` counts only where the run's speck table keeps fewer than
+    ``retained_share`` of the detectable specks (:func:`speck_share_at`, a property of the
+    images); the others are left out with that reason. Over the counted levels every one of the
+    2 x L halves must hold (:func:`~studylib.stats.claim_over_conditions`); each half is a
+    hierarchical bootstrap over seeds (the clean and the retrained model of one seed paired)
+    and images. Not reproduced when any half lies wholly on the wrong side.
+    """
     claim_id = "lowpass_training_cannot_restore_calcifications"
-    statement = (f"a model trained on low-pass filtered images recovers mass AUC to within "
-                 f"{settings.mass_recovery_margin:g} of clean, but its calcification AUC stays at "
-                 f"least {settings.calc_gap_min:g} below clean")
-    halves = (("mass: filtered-model AUC - clean AUC", MASS, _gain,
+    share = settings.retained_share
+    statement = (f"at every low-pass level of retrain_levels where fewer than {share:g} of the "
+                 f"detectable specks remain, a model trained on images filtered at that level "
+                 f"recovers mass AUC to within {settings.mass_recovery_margin:g} of clean, but "
+                 f"its calcification AUC stays at least {settings.calc_gap_min:g} below clean")
+    halves = (("mass: retrained AUC - clean AUC", MASS, _gain,
                Rule("non_inferior", 0.0, margin=settings.mass_recovery_margin)),
-              ("calcification: clean AUC - filtered-model AUC", CALCIFICATION, _drop,
+              ("calcification: clean AUC - retrained AUC", CALCIFICATION, _drop,
                Rule("at_least", settings.calc_gap_min)))
-    decisions, aucs = [], {}
-    for cond, kind, stat, rule in halves:
-        y = records.subgroup(kind)
-        if not _has_both_classes(y):
-            decisions.append(decide_condition(
-                cond, Interval.undefined("no subgroup", AUC_DIFFERENCE), rule,
-                uninformative="no such cases among the test images"))
-            continue
-        rows = [np.column_stack([y, s.clean, s.filtered_model_filtered]) for s in records.seeds]
-        decisions.append(decide_condition(cond, _over_seeds_and_images(
-            rows, stat, bounds=AUC_DIFFERENCE, n_boot=settings.n_boot,
-            seed=_BOOT_SEED["training"] + kind), rule))
-        aucs[cond.split(":")[0]] = _training_aucs(records, y)
+    if not retrained_seeds(records) or not records.retrain_levels:
+        return _inconclusive(claim_id, statement, halves[1][3],
+                             "no model was retrained on filtered images", AUC_DIFFERENCE)
+    decisions, per_level = [], []
+    for j, level in enumerate(records.retrain_levels):
+        kept = speck_share_at(records, settings, level)
+        erased = bool(kept < share)  # nan (not measured) is not erased
+        per_level.append({"r_fraction": level, "speck_share_kept": kept, "counted": erased})
+        for cond, kind, stat, rule in halves:
+            name = f"r={level:g}: {cond}"
+            y = records.subgroup(kind)
+            why = None
+            if not erased:
+                why = (f"the specks are not erased at r={level:g} (share kept "
+                       f"{fmt(kept)}, not < {share:g})" if math.isfinite(kept) else
+                       f"no speck table at r={level:g} (not in lowpass_levels, or no "
+                       f"detectable speck)")
+            elif not _has_both_classes(y):
+                why = "no such cases among the test images"
+            if why:
+                decisions.append(decide_condition(
+                    name, Interval.undefined(why, AUC_DIFFERENCE), rule, uninformative=why))
+                continue
+            rows = [np.column_stack([y, s.clean, s.filtered_model_filtered[j]])
+                    for s in retrained_seeds(records)]
+            decisions.append(decide_condition(name, _over_seeds_and_images(
+                rows, stat, bounds=AUC_DIFFERENCE, n_boot=settings.n_boot,
+                seed=_BOOT_SEED["training"] + 10 * j + kind), rule))
     return claim_over_conditions(claim_id, statement, decisions, details={
-        "filtered_training_level": records.filtered_training_level, "auc": aucs})
+        "retrain_levels": per_level, "retrained_seeds": [s.seed for s in retrained_seeds(records)],
+        "auc": retraining_aucs(records)})
 
 
-def _training_aucs(records: Records, y: np.ndarray) -> dict[str, float]:
-    """Seed-mean AUCs of one subgroup: clean model on clean and on filtered images, retrained
-    model on filtered images."""
-    return {key: float(np.mean([_auc(y, getattr(s, attr)) for s in records.seeds]))
-            for key, attr in (("clean_model_clean_images", "clean"),
-                              ("clean_model_filtered_images", "clean_model_filtered"),
-                              ("filtered_model_filtered_images", "filtered_model_filtered"))}
+def retraining_aucs(records: Records) -> dict[str, dict[str, list[float]]]:
+    """Per subgroup (``"calcification"``, ``"mass"``) the seed-mean AUCs: ``"clean"`` (clean
+    model, clean images; one value), and per level of ``retrain_levels``
+    ``"clean_model_filtered"`` and ``"retrained"`` (filtered test images). Subgroups without
+    cases are absent."""
+    out = {}
+    seeds = retrained_seeds(records)
+    for label, kind in (("calcification", CALCIFICATION), ("mass", MASS)):
+        y = records.subgroup(kind)
+        if not _has_both_classes(y) or not seeds:
+            continue
+        out[label] = {
+            "clean": [float(np.mean([_auc(y, s.clean) for s in seeds]))],
+            "clean_model_filtered": [float(np.mean([_auc(y, s.clean_model_filtered[j])
+                                                    for s in seeds]))
+                                     for j in range(len(records.retrain_levels))],
+            "retrained": [float(np.mean([_auc(y, s.filtered_model_filtered[j]) for s in seeds]))
+                          for j in range(len(records.retrain_levels))]}
+    return out
+
+
+def retrained_seeds(records: Records) -> list[SeedScores]:
+    """The seeds whose models were retrained on filtered images (the first ``retrain_seeds``)."""
+    return [s for s in records.seeds if s.filtered_model_filtered is not None]
 
 
 # ----------------------------------------------------------------------------- metrics, tables
@@ -746,11 +948,11 @@ def metrics(records: Records) -> dict[str, float | None]:
     if records.specks is not None and records.masses is not None:
         out["speck_detectable_unfiltered"] = records.specks.detectable_fraction
         out["mass_detectable_unfiltered"] = records.masses.detectable_fraction
-    for label, kind in (("calcification", CALCIFICATION), ("mass", MASS)):
-        yy = records.subgroup(kind)
-        out[f"filtered_training_{label}_auc"] = (
-            float(np.mean([_auc(yy, s.filtered_model_filtered) for s in records.seeds]))
-            if _has_both_classes(yy) else None)
+    aucs = retraining_aucs(records)
+    for label in ("calcification", "mass"):
+        for level, v in zip(records.retrain_levels, aucs.get(label, {}).get("retrained", []),
+                            strict=False):
+            out[f"retrained_r{level:g}_{label}_auc"] = v
     return out
 
 
@@ -768,7 +970,8 @@ def data_table(records: Records, settings: Settings) -> str:
                      "(its claim is inconclusive)")
     if records.dataset == "mammo_phantom":
         lines.append(f"calc_contrast = {fmt(settings.calc_contrast)}, "
-                     f"mass_contrast = {fmt(settings.mass_contrast)}")
+                     f"mass_contrast = {fmt(settings.mass_contrast)}, "
+                     f"mass_texture = {fmt(settings.mass_texture)}")
     return "\n".join(lines)
 
 
@@ -812,19 +1015,20 @@ def visibility_table(records: Records, settings: Settings) -> str:
     for obj in (records.specks, records.masses):
         if obj is None:
             continue
-        lines.append(f"{obj.kind}: {obj.n_objects} in {len(obj.image_index)} images; median CNR "
+        index = _INDEX[obj.kind]
+        lines.append(f"{obj.kind}: {obj.n_objects} in {len(obj.image_index)} images; median {index} "
                      f"unfiltered {fmt(float(np.nanmedian(obj.cnr_clean)))}; detectable "
-                     f"unfiltered (CNR >= {settings.cnr_threshold:g}): {fmt(obj.detectable_fraction)}")
+                     f"unfiltered ({index} >= {settings.cnr_threshold:g}): {fmt(obj.detectable_fraction)}")
         none = not obj.detectable.any()
         if none:
-            lines.append(f"   none detectable unfiltered: the share kept is undefined at every "
-                         f"level (so the claim is inconclusive)")
+            lines.append("   none detectable unfiltered: the share kept is undefined at every "
+                         "level (so the claim is inconclusive)")
         for i, lvl in enumerate(obj.levels):
             kept = ""
             if not none:
                 iv = _retained_interval(obj, i, n_boot=settings.n_boot, seed=_BOOT_SEED[obj.kind])
                 kept = f" still detectable {fmt(iv.estimate)} {fmt(list(iv.ci95))} "
-            lines.append(f"   r/Nyquist {lvl.r_fraction:<6g}{kept} median CNR {fmt(lvl.median_cnr)}"
+            lines.append(f"   r/Nyquist {lvl.r_fraction:<6g}{kept} median {index} {fmt(lvl.median_cnr)}"
                          f"  SSIM {fmt(lvl.ssim_mean)}  PSNR {fmt(lvl.psnr_mean)} dB")
     lines.append("mean SSIM by level: " + fmt(dict(zip(settings.lowpass_levels,
                                                         records.lowpass_ssim, strict=True))))
@@ -834,19 +1038,78 @@ def visibility_table(records: Records, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def training_table(records: Records) -> str:
-    """Subgroup AUCs of the clean and the retrained models (seed means)."""
-    lines = []
+def _retraining_intervals(records: Records, settings: Settings) -> dict[str, list[Interval]]:
+    """Per subgroup, per level of ``retrain_levels``: the retrained model's AUC on filtered
+    images, seed mean with its hierarchical interval (seeds, then images), inside [0, 1]."""
+    out = {}
     for label, kind in (("calcification", CALCIFICATION), ("mass", MASS)):
         y = records.subgroup(kind)
-        if not _has_both_classes(y):
-            lines.append(f"{label:13s} no cases among the test images")
+        if not _has_both_classes(y) or not retrained_seeds(records):
             continue
-        a = _training_aucs(records, y)
-        lines.append(f"{label:13s} AUC: clean model/clean images {fmt(a['clean_model_clean_images'])}, "
-                     f"clean model/filtered {fmt(a['clean_model_filtered_images'])}, "
-                     f"filtered model/filtered {fmt(a['filtered_model_filtered_images'])}")
+        out[label] = [_over_seeds_and_images(
+            [np.column_stack([y, s.filtered_model_filtered[j]]) for s in retrained_seeds(records)],
+            lambda r: _auc(r[:, 0], r[:, 1]), bounds=AUC, n_boot=settings.n_boot,
+            seed=_BOOT_SEED["training"] + 100 + 10 * j + kind)
+            for j in range(len(records.retrain_levels))]
+    return out
+
+
+def training_table(records: Records, settings: Settings) -> str:
+    """Per retraining level: the share of detectable specks kept, and per subgroup the seed-mean
+    AUC of the clean model on clean images, of the clean model on the filtered images and of
+    the retrained model on them (with its interval over seeds and images)."""
+    aucs = retraining_aucs(records)
+    ivs = _retraining_intervals(records, settings)
+    lines = ["r/Nyquist  specks kept  subgroup       clean model/clean  clean model/filtered  "
+             "retrained/filtered [95%]"]
+    for j, level in enumerate(records.retrain_levels):
+        kept = fmt(speck_share_at(records, settings, level))
+        for label in ("calcification", "mass"):
+            if label not in aucs:
+                lines.append(f"{level:<10g} {kept:>11s}  {label:13s}  no cases among the test images")
+                continue
+            a, iv = aucs[label], ivs[label][j]
+            lines.append(f"{level:<10g} {kept:>11s}  {label:13s}  {fmt(a['clean'][0]):>17s}  "
+                         f"{fmt(a['clean_model_filtered'][j]):>20s}  {fmt(iv.estimate)} "
+                         f"{fmt(list(iv.ci95))}")
     return "\n".join(lines)
+
+
+def plot_retraining(records: Records, settings: Settings):
+    """Calcification and mass AUC against the retraining level (strongest filter on the right):
+    the retrained model on filtered images (95% band over seeds and images; none with one seed)
+    and the clean model on the same filtered images (dashed), the clean AUC dotted. Returns the
+    figure, or None without subgroups."""
+    import matplotlib.pyplot as plt
+
+    aucs = retraining_aucs(records)
+    if not aucs:
+        return None
+    ivs = _retraining_intervals(records, settings)
+    r = np.array(records.retrain_levels, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for k, label in enumerate(("calcification", "mass")):
+        if label not in aucs:
+            continue
+        col = f"C{k}"
+        ax.plot(r, [iv.estimate for iv in ivs[label]], marker="o", color=col,
+                label=f"{label}: retrained")
+        if all(iv.defined for iv in ivs[label]):
+            ax.fill_between(r, [iv.lo for iv in ivs[label]], [iv.hi for iv in ivs[label]],
+                            color=col, alpha=0.2)
+        ax.plot(r, aucs[label]["clean_model_filtered"], marker="s", ls="--", color=col,
+                label=f"{label}: clean model")
+        ax.axhline(aucs[label]["clean"][0], color=col, ls=":", lw=1.0)
+    ax.axhline(0.5, color="k", ls=":", lw=0.8)
+    ax.set_xticks(r)
+    ax.set_xticklabels([f"{v:g}" for v in r], fontsize=8)
+    ax.invert_xaxis()
+    ax.set_xlabel("low-pass radius r / Nyquist of train and test images (stronger ->)")
+    ax.set_ylabel("ROC AUC (dotted: clean model, clean images)")
+    ax.set_ylim(0.3, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- figures
@@ -935,9 +1198,9 @@ def plot_lowpass_objects(records: Records, settings: Settings):
     ax2.set_ylabel("PSNR (dB)")
     ax2.legend(fontsize=7, loc="lower right")
     thr = settings.cnr_threshold
-    axes[0].set_ylabel(f"still detectable (CNR >= {thr:g})")
+    axes[0].set_ylabel(f"still detectable (specks CNR, masses d' >= {thr:g})", fontsize=8)
     axes[0].axhline(settings.retained_share, color="k", ls=":", lw=0.8)
-    axes[1].set_ylabel("median CNR (dashed: unfiltered)")
+    axes[1].set_ylabel("median CNR (specks) or d' (masses); dashed: unfiltered", fontsize=8)
     axes[1].axhline(thr, color="k", ls=":", lw=0.8)
     axes[2].set_ylabel("SSIM vs unfiltered")
     axes[2].axhline(settings.ssim_min, color="k", ls=":", lw=0.8)
@@ -986,8 +1249,8 @@ def plot_zoomins(records: Records):
 
 def plot_subgroup_curves(records: Records, settings: Settings):
     """AUC against low-pass level for calcification cases and mass cases (each vs all
-    negatives, 95% bands over images), with dashed lines at the AUC of the models retrained on
-    filtered images. Returns the figure."""
+    negatives, 95% bands over images), with crosses at the AUC of the models retrained at each
+    level of ``retrain_levels``. Returns the figure."""
     import matplotlib.pyplot as plt
 
     sc = records.scores("lowpass")
@@ -1001,9 +1264,12 @@ def plot_subgroup_curves(records: Records, settings: Settings):
         c = auc_curve(y, sc, levels, n_boot=settings.n_boot, seed=_BOOT_SEED["subgroups"])
         ax.plot(pos, c.auc_mean, marker="o", color=f"C{k}", label=f"{label} vs negatives")
         ax.fill_between(pos, c.auc_ci95[:, 0], c.auc_ci95[:, 1], color=f"C{k}", alpha=0.2)
-        retrained = _training_aucs(records, y)["filtered_model_filtered_images"]
-        ax.axhline(retrained, color=f"C{k}", ls="--", lw=1.0,
-                   label=f"{label}, trained on filtered")
+        retrained = retraining_aucs(records)[label]["retrained"]
+        at = [(list(levels).index(v) + 1, a) for v, a in zip(records.retrain_levels, retrained,
+                                                            strict=True) if v in levels]
+        if at:
+            ax.plot([p for p, _ in at], [a for _, a in at], ls="none", marker="x", ms=8,
+                    color=f"C{k}", label=f"{label}, retrained at that level")
     ax.axhline(0.5, color="k", ls=":", lw=0.8)
     ax.set_xticks(pos)
     ax.set_xticklabels(_level_labels(levels), rotation=45, fontsize=8)

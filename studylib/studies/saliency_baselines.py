@@ -44,9 +44,7 @@ from ..stats import (
     decide_condition,
     fisher_z_interval,
     hierarchical_bootstrap,
-    log_ratio_interval,
     logit_interval,
-    t_interval,
 )
 from ..techniques.saliency import (
     BASELINES,
@@ -158,6 +156,9 @@ class Settings(StudySettings):
     ranking_tau_threshold: float
     ranking_pair: tuple[str, str]
     confident_prob: float
+    min_confident_images: int
+    plateau_epochs: int
+    plateau_tolerance: float
     n_boot: int
 
     def __post_init__(self) -> None:
@@ -259,6 +260,24 @@ class CeilingComparison:
     ceiling_by_name: Mapping[str, float] = field(default_factory=dict)
     confident_between: float = math.nan
     confident_ceiling: float = math.nan
+    per_image: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """``per_image[name]``: rho of every image (rows) between the copy and that changed map."""
+    per_image_ceiling: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """The ceiling's rho of every image: ``{"": (rows,)}`` (one ceiling), or per name where
+    each setting has its own ceiling (``ceiling_by_name``)."""
+    confident: np.ndarray | None = None
+    """(rows,) bool: the image's explained class has probability > ``confident_prob``."""
+
+    def items(self) -> np.ndarray:
+        """(rows, 1 + 2 m) for :func:`hierarchical_bootstrap`: the confident flag, the m changed
+        maps' rhos, then each one's ceiling rho (the shared ceiling repeated)."""
+        names = list(self.per_image)
+        if not names:
+            raise ValueError("no per-image rhos: the comparison has nothing to resample")
+        ceil = [self.per_image_ceiling[k if self.ceiling_by_name else ""] for k in names]
+        conf = (np.zeros(len(ceil[0]), bool) if self.confident is None
+                else np.asarray(self.confident, bool))
+        return np.column_stack([conf.astype(float), *[self.per_image[k] for k in names], *ceil])
 
     @property
     def ratio(self) -> float:
@@ -313,6 +332,13 @@ class SeedRecord:
             pair block-averaged to the coarser stride (matched resolution), with the ceiling at
             that resolution; rise_sp_vs_ceiling: the reference s, p against the other settings;
         method_ceilings: noise ceiling of each compared method (1 for deterministic ones);
+        methods_per_image: per-image rho of each pair of :data:`COMPARED_METHODS`;
+            method_ceilings_per_image: each method's per-image ceiling rho over the same rows
+            (NaN on the images its ceiling was not computed on; ones for IG);
+        confident: (N,) bool, the explained class has p > ``confident_prob``;
+        train_loss: mean training loss per epoch (``model.history``);
+        earlier_accuracy: test accuracy of the same training run ``plateau_epochs`` epochs
+            before the end (the plateau check, :func:`plateau_rows`);
         confusion: test-split confusion matrix (rows: true class, columns: predicted);
         confident_share: share of the explained images predicted with p > confident_prob.
         crossed_morf: ``{method: {(map baseline, metric baseline): mean MoRF AOPC}}`` for
@@ -346,6 +372,11 @@ class SeedRecord:
     confusion: tuple[tuple[int, ...], ...] = ()
     confident_share: float = math.nan
     crossed_morf: Mapping[str, Mapping[Pair, float]] = field(default_factory=dict)
+    methods_per_image: Mapping[Pair, np.ndarray] = field(default_factory=dict)
+    method_ceilings_per_image: Mapping[str, np.ndarray] = field(default_factory=dict)
+    confident: np.ndarray | None = None
+    train_loss: tuple[float, ...] = ()
+    earlier_accuracy: float = math.nan
 
     def home_advantage(self, method: str) -> float:
         """Mean over metric baselines of the MoRF AOPC of the map made with that same baseline
@@ -391,6 +422,7 @@ class Records:
     n_explained: int = 0
     object_share: float = math.nan
     example: ExampleMaps | None = None
+    classes: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +481,9 @@ def _method_scores(per_image: Mapping[str, Mapping[str, np.ndarray]], n: int) ->
 def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None,
              dataset_mean: torch.Tensor | Sequence[float], settings: Settings, *, seed: int,
              clean_accuracy: float = math.nan, agree_with_label: float = math.nan,
-             confusion: Sequence[Sequence[int]] = (), keep_maps: int = 4, progress: Callable | None = None
+             confusion: Sequence[Sequence[int]] = (), train_loss: Sequence[float] = (),
+             earlier_accuracy: float = math.nan,
+             keep_maps: int = 4, progress: Callable | None = None
              ) -> tuple[SeedRecord, ExampleMaps]:
     """Every map, metric and agreement number of the study for one trained model.
 
@@ -462,7 +496,8 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
         dataset_mean: (C,) channel means of the training images (``dataset_mean`` baseline).
         settings: :class:`Settings`.
         seed: seeds the noise baselines, the RISE masks and the random maps.
-        clean_accuracy, agree_with_label: recorded as given (they need the test split).
+        clean_accuracy, agree_with_label, confusion, train_loss: recorded as given (they need
+            the test split / the training history).
         keep_maps: how many images' maps go to the :class:`ExampleMaps`.
         progress: optional ``progress(iterable, desc=...)`` wrapper for the stages.
 
@@ -497,7 +532,8 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
             between=_finite_stat(pooled), ceiling=_finite_stat(ceil),
             by_name={k: _finite_stat(v) for k, v in per.items()},
             confident_between=_finite_stat(pooled[conf_all]) if conf.sum() >= 2 else math.nan,
-            confident_ceiling=_finite_stat(ceil[conf]) if conf.sum() >= 2 else math.nan)
+            confident_ceiling=_finite_stat(ceil[conf]) if conf.sum() >= 2 else math.nan,
+            per_image=per, per_image_ceiling={"": ceil}, confident=conf)
 
     # occlusion across baselines, then over the patch/stride grid with the reference baseline;
     # the ceiling: the reference map on a window grid shifted by half a stride
@@ -519,19 +555,21 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     # other patch sizes at matched resolution: both maps block-averaged to the coarser stride,
     # the ceiling (reference map vs its shifted copy) at that resolution too; settings whose
     # pooled map has fewer than MIN_POOLED_CELLS cells a side are left out
-    patch_rho: dict[str, float] = {}
-    patch_ceil: dict[str, float] = {}
+    patch_rho: dict[str, np.ndarray] = {}
+    patch_ceil: dict[str, np.ndarray] = {}
     for (patch, stride), name in zip(s.occlusion_grid, occ_g, strict=True):
         pool = max(scale_size(stride, h), s_ref)
         if scale_size(patch, h) == p_ref or math.ceil(h / pool) < MIN_POOLED_CELLS:
             continue
         shifted = block_pool(occ_shift, pool)
-        patch_rho[name] = _finite_stat(spearman_per_image(shifted, block_pool(occ_g[name], pool)))
-        patch_ceil[name] = _finite_stat(spearman_per_image(shifted, block_pool(occ_b[ref], pool)))
+        patch_rho[name] = spearman_per_image(shifted, block_pool(occ_g[name], pool))
+        patch_ceil[name] = spearman_per_image(shifted, block_pool(occ_b[ref], pool))
     occ_patch = CeilingComparison(
-        between=_finite_stat(list(patch_rho.values())),
-        ceiling=_finite_stat(list(patch_ceil.values())), by_name=patch_rho,
-        ceiling_by_name=patch_ceil)
+        between=_finite_stat([_finite_stat(v) for v in patch_rho.values()]),
+        ceiling=_finite_stat([_finite_stat(v) for v in patch_ceil.values()]),
+        by_name={k: _finite_stat(v) for k, v in patch_rho.items()},
+        ceiling_by_name={k: _finite_stat(v) for k, v in patch_ceil.items()},
+        per_image=patch_rho, per_image_ceiling=patch_ceil, confident=confident)
 
     # RISE: the N sweep (running estimates of one mask sequence) with the reference baseline
     n_max = max(s.rise_n_values)
@@ -597,6 +635,11 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
                "random": random_maps((n, h, w), seed=seed + 12345).to(x.device)}
     method_ceilings = {"occlusion": occ_ceiling.ceiling,
                        "rise": rise_ceiling[cen].ceiling, "integrated_gradients": 1.0}
+    rise_ceil_rows = np.full(n, math.nan)
+    rise_ceil_rows[:n_r] = rise_ceiling[cen].per_image_ceiling[""]
+    method_ceil_rows = {"occlusion": occ_ceiling.per_image_ceiling[""], "rise": rise_ceil_rows,
+                        "integrated_gradients": np.ones(n)}
+    methods_rho = pairwise_agreement({m: methods[m] for m in COMPARED_METHODS})
     if mask is None:  # no object masks (e.g. CIFAR-10): localisation is undefined
         loc = {m: Localisation(math.nan, math.nan) for m in methods}
     else:
@@ -654,7 +697,11 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
         rise_vs_ceiling=rise_ceiling[False], rise_vs_ceiling_centered=rise_ceiling[True],
         occlusion_patch_vs_ceiling=occ_patch, rise_sp_vs_ceiling=rise_sp_c,
         method_ceilings=method_ceilings, confusion=tuple(tuple(int(v) for v in r) for r in confusion),
-        confident_share=float(np.mean(confident)), crossed_morf=crossed)
+        confident_share=float(np.mean(confident)), crossed_morf=crossed,
+        methods_per_image={p: np.asarray(v, float) for p, v in methods_rho.items()},
+        method_ceilings_per_image=method_ceil_rows, confident=confident,
+        train_loss=tuple(float(v) for v in train_loss),
+        earlier_accuracy=float(earlier_accuracy))
     keep = min(keep_maps, n)
 
     def first(maps: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -669,12 +716,30 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     return record, example
 
 
+def _earlier_accuracy(bundle: Any, s: Settings, seed: int, device: Any) -> float:
+    """Test accuracy of the seed's model after ``epochs - plateau_epochs`` epochs: the same
+    initialisation, seed and minibatch order as the full run (``fit`` draws one permutation
+    per epoch from a generator seeded with ``seed``, with no schedule), so it is that run's
+    earlier state; checkpoint-cached like the full model. NaN when the check is off."""
+    k = int(s.plateau_epochs)
+    if k <= 0 or s.epochs - k < 1:
+        return math.nan
+    c, h, _ = bundle.input_shape
+    model = build_model(s.model_name, in_channels=c, num_classes=bundle.num_classes,
+                        image_size=h, seed=seed, **s.model_kwargs)
+    model = fit(model, bundle, TrainConfig(epochs=s.epochs - k, lr=s.lr,
+                                           batch_size=s.batch_size), seed=seed, device=device)
+    return float(evaluate(model, bundle.test, device)["accuracy"])
+
+
 def run(settings: Settings, ctx) -> Records:
     """Train one model per seed of ``ctx.seeds`` (checkpoint-cached), explain the first
     ``n_test`` test images for the class each model predicts, and return the records.
 
     Records the study's metrics in ``ctx``: ``clean_accuracy_mean``,
-    ``n_test_images_explained`` and ``pointing_<method>`` (mean over seeds).
+    ``n_test_images_explained``, ``confident_share_mean``, ``accuracy_change_last_epochs_max``
+    (the plateau check's largest |change| over seeds) and ``pointing_<method>`` (mean over
+    seeds).
     """
     s = settings
     size = {"image_size": s.image_size} if s.dataset == "signs" else {}
@@ -699,6 +764,8 @@ def run(settings: Settings, ctx) -> Records:
             pred = model(x).argmax(dim=1)
         record, ex = run_seed(model, x, pred, mask, dataset_mean, s, seed=seed,
                               clean_accuracy=accuracy, confusion=confusion.tolist(),
+                              train_loss=list(getattr(model, "history", [])),
+                              earlier_accuracy=_earlier_accuracy(bundle, s, seed, ctx.device),
                               agree_with_label=float((pred.cpu() == test.y).float().mean()),
                               progress=progress)
         seeds.append(record)
@@ -707,10 +774,12 @@ def run(settings: Settings, ctx) -> Records:
     records = Records(seeds=tuple(seeds), num_classes=bundle.num_classes, dataset=s.dataset,
                       image_shape=(c, h, w), n_train=len(bundle.train), n_explained=len(test),
                       object_share=float(mask.mean()) if mask is not None else math.nan,
-                      example=example)
+                      example=example, classes=tuple(bundle.classes))
     ctx.record_metric("clean_accuracy_mean", float(np.mean([r.clean_accuracy for r in seeds])))
     ctx.record_metric("n_test_images_explained", len(test))
     ctx.record_metric("confident_share_mean", float(np.mean([r.confident_share for r in seeds])))
+    ctx.record_metric("accuracy_change_last_epochs_max", _finite_stat(
+        [abs(r.clean_accuracy - r.earlier_accuracy) for r in seeds], np.max))
     for m in METHODS:
         ctx.record_metric(f"pointing_{m}", float(np.mean([r.localisation[m].pointing
                                                            for r in seeds])))
@@ -776,19 +845,125 @@ def claim_baselines_not_neutral(records: Records, settings: Settings) -> Claim:
                  "kl_from_uniform_by_baseline": {b: stat(b, "kl_from_uniform") for b in kinds}})
 
 
-def _ratio_condition(condition: str, values: Sequence[float], rule: Rule) -> ConditionDecision:
-    """A condition on per-seed ratios of a correlation to its noise ceiling: log-scale interval
-    over the seeds when every ratio is positive, else a t-interval. A seed without a ratio
-    (constant maps, or a ceiling <= 0: two noise-only copies of the map do not agree at all)
-    makes the condition inconclusive, not left out: the factor's effect cannot be told from
-    the noise there."""
-    missing = sum(not math.isfinite(v) for v in values)
+RATIO_FLOOR = 1e-6
+"""A ratio of medians <= 0 (the changed maps' median rho <= 0 against a positive ceiling) is
+counted as this, far below any threshold, so that its log exists."""
+
+
+def _log_ratio(between: float, ceiling: float) -> float:
+    """log(between / ceiling); NaN where the ceiling is not positive (nothing to compare with)."""
+    if not (math.isfinite(between) and math.isfinite(ceiling)) or ceiling <= 0:
+        return math.nan
+    return math.log(max(between / ceiling, RATIO_FLOOR))
+
+
+def _rows(items: np.ndarray, confident_only: bool, min_rows: int) -> np.ndarray | None:
+    """The rows of ``items`` to use (column 0 is the confident flag); None if fewer than
+    ``min_rows``."""
+    if confident_only:
+        items = items[items[:, 0] > 0.5]
+    return items if items.shape[0] >= min_rows else None
+
+
+def log_ceiling_ratio(items: np.ndarray, *, matched: bool = False, confident_only: bool = False,
+                      min_rows: int = 2) -> float:
+    """log of :attr:`CeilingComparison.ratio` computed from its :meth:`~CeilingComparison.items`
+    (possibly resampled rows): the median rho of the changed maps over the median ceiling rho,
+    or (``matched``, one ceiling per setting) the median over settings of each setting's ratio.
+    ``confident_only`` keeps the confident rows; NaN with fewer than ``min_rows`` rows."""
+    rows = _rows(items, confident_only, min_rows)
+    if rows is None:
+        return math.nan
+    m = (rows.shape[1] - 1) // 2
+    b, c = rows[:, 1:1 + m], rows[:, 1 + m:]
+    if not matched:
+        return _log_ratio(_finite_stat(b), _finite_stat(c[:, 0]))
+    logs = [_log_ratio(_finite_stat(b[:, j]), _finite_stat(c[:, j])) for j in range(m)]
+    r = _finite_stat(np.exp(logs))
+    return math.log(r) if r > 0 else math.nan
+
+
+def method_items(record: SeedRecord) -> np.ndarray:
+    """(N, 1 + pairs + methods): confident flag, per-image rho of each pair of
+    :data:`COMPARED_METHODS`, then each method's per-image ceiling rho (NaN where not made)."""
+    pairs = list(itertools.combinations(COMPARED_METHODS, 2))
+    if any(p not in record.methods_per_image for p in pairs):
+        raise ValueError("no per-image method rhos in this record: nothing to resample")
+    n = len(record.methods_per_image[pairs[0]])
+    conf = np.zeros(n, bool) if record.confident is None else np.asarray(record.confident, bool)
+    ceil = [np.asarray(record.method_ceilings_per_image.get(m, np.ones(n)), float)
+            for m in COMPARED_METHODS]
+    return np.column_stack([conf.astype(float), *[record.methods_per_image[p] for p in pairs],
+                            *ceil])
+
+
+def log_method_ratio(items: np.ndarray, *, confident_only: bool = False,
+                     min_rows: int = 2) -> float:
+    """log of :func:`method_ratio` from :func:`method_items` rows: the median over the pairs of
+    median rho(a, b) / sqrt(median ceiling_a * median ceiling_b)."""
+    rows = _rows(items, confident_only, min_rows)
+    if rows is None:
+        return math.nan
+    pairs = list(itertools.combinations(range(len(COMPARED_METHODS)), 2))
+    ceil = [_finite_stat(rows[:, 1 + len(pairs) + j]) for j in range(len(COMPARED_METHODS))]
+    out = []
+    for i, (a, b) in enumerate(pairs):
+        rho = _finite_stat(rows[:, 1 + i])
+        if ceil[a] > 0 and ceil[b] > 0 and math.isfinite(rho):
+            out.append(rho / math.sqrt(ceil[a] * ceil[b]))
+    r = _finite_stat(out)
+    return math.log(max(r, RATIO_FLOOR)) if math.isfinite(r) else math.nan
+
+
+def _ratio_condition(condition: str, items: Sequence[np.ndarray],
+                     statistic: Callable[..., float], rule: Rule, settings: Settings, *,
+                     confident: bool = False) -> ConditionDecision:
+    """A condition on the ratio of a median correlation to its noise ceiling, hierarchical
+    bootstrap (seeds, then images within a seed) of the log ratio, reported on the ratio scale.
+
+    All images: a seed without a ratio (constant maps, or a ceiling <= 0: two noise-only
+    copies of the map do not agree at all) makes the condition inconclusive, not left out: the
+    factor's effect cannot be told from the noise there. ``confident``: the images predicted
+    with p > ``confident_prob`` only; a seed with fewer than ``min_confident_images`` of them
+    is left out of the condition (the count is in its name), and fewer than 2 such seeds make
+    it inconclusive.
+    """
+    kw = ({"confident_only": True, "min_rows": int(settings.min_confident_images)}
+          if confident else {})
+
+    def stat(g: np.ndarray) -> float:
+        return statistic(g, **kw)
+
+    point = [stat(g) for g in items]
+    if confident:
+        kept = [g for g, v in zip(items, point, strict=True) if math.isfinite(v)]
+        condition += f" [{len(kept)} of {len(items)} seeds with >= " \
+                     f"{settings.min_confident_images} such images]"
+        if len(kept) < 2:
+            return decide_condition(condition, Interval.undefined(
+                "fewer than 2 seeds with enough confident images", (0.0, math.inf)), rule)
+        items, point = kept, [v for v in point if math.isfinite(v)]
+    missing = sum(not math.isfinite(v) for v in point)
     if missing:
         return decide_condition(condition, Interval.undefined(
-            f"{missing} of {len(values)} seeds have no ratio (ceiling <= 0 or constant maps)"),
-            rule)
-    interval = log_ratio_interval(values) if min(values) > 0 else t_interval(values)
+            f"{missing} of {len(point)} seeds have no ratio (ceiling <= 0 or constant maps)",
+            (0.0, math.inf)), rule)
+    iv = hierarchical_bootstrap(items, stat, n_boot=settings.n_boot, seed=0)
+    z = np.asarray(point)
+    interval = Interval(
+        math.exp(iv.estimate), math.exp(iv.lo), math.exp(iv.hi),
+        f"hierarchical bootstrap over {len(z)} seeds x images, log-scale ratio", len(z),
+        tuple(float(v) for v in np.exp(z)), float(np.std(z, ddof=1)) if len(z) > 1 else math.nan,
+        "log", (0.0, math.inf))
     return decide_condition(condition, interval, rule)
+
+
+def _ratio_conditions(name: str, items: Sequence[np.ndarray], statistic: Callable[..., float],
+                      rule: Rule, settings: Settings) -> list[ConditionDecision]:
+    """The condition on all images and the same on the confident images (p > confident_prob)."""
+    return [_ratio_condition(name, items, statistic, rule, settings),
+            _ratio_condition(f"{name}, p > {settings.confident_prob:g} images", items, statistic,
+                             rule, settings, confident=True)]
 
 
 def _ceiling_details(records: Records, get: Callable[[SeedRecord], CeilingComparison]
@@ -806,17 +981,20 @@ def claim_baseline_changes_maps(records: Records, settings: Settings) -> Claim:
     only beyond the maps' noise ceiling: per seed, the median Spearman rho between the
     reference baseline's map and the other baselines' maps, divided by the median rho between
     two copies of the reference map (independent RISE masks of the same N on the same images;
-    occlusion windows shifted by half a stride), log-scale interval over seeds, is below
-    ``map_rho_threshold``, for occlusion and for RISE (Petsiuk's uncentred estimator). The
-    centred estimator, the raw rhos and the confident images (p > ``confident_prob``) are
-    reported, not judged."""
+    occlusion windows shifted by half a stride), hierarchical bootstrap of its log over seeds
+    then images (reported on the ratio scale), is below
+    ``map_rho_threshold``, for occlusion and for RISE (Petsiuk's uncentred estimator), each on
+    all images and on the images predicted with p > ``confident_prob`` (four conditions, each
+    must hold). The centred estimator and the raw rhos are reported, not judged."""
     t = settings.map_rho_threshold
     rule = Rule("less", t)
     decisions = [
-        _ratio_condition("occlusion: rho / ceiling",
-                         _values(records, lambda r: r.occlusion_vs_ceiling.ratio), rule),
-        _ratio_condition(f"RISE (N = {settings.rise_baseline_n}, uncentred): rho / ceiling",
-                         _values(records, lambda r: r.rise_vs_ceiling.ratio), rule)]
+        *_ratio_conditions("occlusion: rho / ceiling",
+                           [r.occlusion_vs_ceiling.items() for r in records.seeds],
+                           log_ceiling_ratio, rule, settings),
+        *_ratio_conditions(f"RISE (N = {settings.rise_baseline_n}, uncentred): rho / ceiling",
+                           [r.rise_vs_ceiling.items() for r in records.seeds],
+                           log_ceiling_ratio, rule, settings)]
     return claim_over_conditions(
         "baseline_changes_maps",
         f"Maps of the same image made with another baseline agree with the reference "
@@ -846,16 +1024,22 @@ def claim_hyperparameters_change_maps(records: Records, settings: Settings) -> C
     stride (matched resolution), each divided by the ceiling at that resolution (reference
     map vs its shifted-grid copy), median over settings; (2) RISE maps of the other s, p
     settings against the reference s, p, divided by the ceiling (reference s, p with
-    independent masks, same N, same images). Both ratios' log-scale intervals over seeds must
-    lie below ``map_rho_threshold``. The nested-N RISE convergence is reported, not judged
+    independent masks, same N, same images). Both ratios (hierarchical bootstrap of the log,
+    seeds then images) must lie below ``map_rho_threshold``, on all images and on the images
+    predicted with p > ``confident_prob``. The nested-N RISE convergence is reported, not judged
     (nested running means of one mask sequence converge by construction)."""
     t = settings.map_rho_threshold
     rule = Rule("less", t)
+    def matched(g: np.ndarray, **kw: Any) -> float:
+        return log_ceiling_ratio(g, matched=True, **kw)
+
     decisions = [
-        _ratio_condition("occlusion across patch sizes (matched resolution): rho / ceiling",
-                         _values(records, lambda r: r.occlusion_patch_vs_ceiling.ratio), rule),
-        _ratio_condition(f"RISE across s, p (N = {settings.rise_sp_n}): rho / ceiling",
-                         _values(records, lambda r: r.rise_sp_vs_ceiling.ratio), rule)]
+        *_ratio_conditions("occlusion across patch sizes (matched resolution): rho / ceiling",
+                           [r.occlusion_patch_vs_ceiling.items() for r in records.seeds],
+                           matched, rule, settings),
+        *_ratio_conditions(f"RISE across s, p (N = {settings.rise_sp_n}): rho / ceiling",
+                           [r.rise_sp_vs_ceiling.items() for r in records.seeds],
+                           log_ceiling_ratio, rule, settings)]
     steps = list(records.seeds[0].rise_n)
     return claim_over_conditions(
         "hyperparameters_change_maps",
@@ -895,18 +1079,22 @@ def claim_methods_disagree(records: Records, settings: Settings) -> Claim:
     """Occlusion, RISE and integrated gradients explain the same prediction differently beyond
     their noise: per seed the median over the three pairs of rho(a, b) / sqrt(ceiling_a *
     ceiling_b) (each method's noise ceiling from :class:`CeilingComparison`; IG, deterministic,
-    has 1), log-scale interval over seeds, is below ``methods_rho_threshold``."""
+    has 1), hierarchical bootstrap of its log over seeds then images, is below
+    ``methods_rho_threshold``, on all images and on the images predicted with p >
+    ``confident_prob`` (both conditions must hold; see :func:`_ratio_condition`)."""
     t = settings.methods_rho_threshold
-    decision = _ratio_condition(f"{', '.join(COMPARED_METHODS)}: rho / sqrt(ceilings)",
-                                _values(records, method_ratio), Rule("less", t))
+    decisions = _ratio_conditions(f"{', '.join(COMPARED_METHODS)}: rho / sqrt(ceilings)",
+                                  [method_items(r) for r in records.seeds], log_method_ratio,
+                                  Rule("less", t), settings)
     pairs = list(records.seeds[0].methods.rho_by_pair)
     return claim_over_conditions(
         "methods_disagree",
         f"Occlusion, RISE and integrated-gradient maps agree, corrected for their noise "
-        f"ceilings, with median rho / sqrt(ceiling_a * ceiling_b) < {t:g}", [decision],
+        f"ceilings, with median rho / sqrt(ceiling_a * ceiling_b) < {t:g}", decisions,
         details={"rho_by_pair": {_pair_key(p): _mean_over_seeds(
                      records, lambda r, p=p: r.methods.rho_by_pair[p]) for p in pairs},
                  "raw_rho_per_seed": _values(records, lambda r: r.methods.rho),
+                 "ratio_per_seed_from_medians": _values(records, method_ratio),
                  "ceilings": {m: _mean_over_seeds(records, lambda r, m=m: r.method_ceilings.get(
                      m, math.nan)) for m in COMPARED_METHODS},
                  "topk_median": _mean_over_seeds(records, lambda r: r.methods.topk)})
@@ -1050,6 +1238,57 @@ def describe(records: Records, settings: Settings) -> str:
         f"| s, p: {s.rise_grid_size} {s.rise_keep_prob} | centered: {s.rise_centered}",
         "mean probability of the explained (predicted) class: "
         f"{fmt(_mean_over_seeds(records, lambda r: r.clean_prob_mean))}"])
+
+
+def plateau_rows(records: Records, settings: Settings) -> list[dict[str, Any]]:
+    """The plateau check per seed: test accuracy at the end and ``plateau_epochs`` epochs
+    earlier in the same run, their change, and ``plateau`` (|change| <= ``plateau_tolerance``;
+    None where the check was not run)."""
+    out = []
+    for r in records.seeds:
+        change = r.clean_accuracy - r.earlier_accuracy
+        out.append({"seed": r.seed, "accuracy": r.clean_accuracy,
+                    f"accuracy {settings.plateau_epochs} epochs earlier": r.earlier_accuracy,
+                    "change": change,
+                    "plateau": (abs(change) <= settings.plateau_tolerance
+                                if math.isfinite(change) else None)})
+    return out
+
+
+def plateau_table(records: Records, settings: Settings):
+    """pandas DataFrame of :func:`plateau_rows`, one row per seed."""
+    import pandas as pd
+
+    return pd.DataFrame(plateau_rows(records, settings)).set_index("seed")
+
+
+def plateau_warning(records: Records, settings: Settings) -> str:
+    """A warning line naming the seeds whose accuracy still moved by more than
+    ``plateau_tolerance`` over the last ``plateau_epochs`` epochs ('' when none did)."""
+    bad = [row["seed"] for row in plateau_rows(records, settings) if row["plateau"] is False]
+    if not bad:
+        return ""
+    return (f"WARNING: not at a plateau in {len(bad)} of {len(records.seeds)} seeds {bad}: test "
+            f"accuracy changed by more than {settings.plateau_tolerance:g} over the last "
+            f"{settings.plateau_epochs} epochs")
+
+
+def confusion_table(records: Records):
+    """pandas DataFrame (true class x predicted class): the test-split confusion matrices
+    summed over seeds, each row divided by its total (rows sum to 1; the diagonal is each
+    class's recall)."""
+    import pandas as pd
+
+    mats = [np.asarray(r.confusion, float) for r in records.seeds if len(r.confusion)]
+    if not mats:
+        raise ValueError("no confusion matrix in the records")
+    total = np.sum(mats, axis=0)
+    k = total.shape[0]
+    names = list(records.classes) if len(records.classes) == k else [str(i) for i in range(k)]
+    with np.errstate(invalid="ignore"):
+        rows = total / total.sum(axis=1, keepdims=True)
+    return pd.DataFrame(rows, index=pd.Index(names, name="true"),
+                        columns=pd.Index(names, name="predicted"))
 
 
 def baseline_table(records: Records):

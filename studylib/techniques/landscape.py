@@ -640,3 +640,114 @@ def transfer_accuracy(source: nn.Module, target: nn.Module, x: torch.Tensor, y: 
         with torch.no_grad():
             correct += int((target(xa).argmax(1) == yb).sum())
     return correct / max(len(x), 1)
+
+
+# ============================================================================ ground truth, controls
+
+
+def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+                   steps: int = 20, restarts: int = 1, objectives: Sequence[str] = ("ce", "margin"),
+                   seed: int = 0, batch_size: int = 512) -> torch.Tensor:
+    """Per point: is ``model`` correct on ``x`` *and* under every attack of ``objectives``?
+
+    Each objective is white-box L-inf PGD (:func:`studylib.attacks.pgd`: random start,
+    ``steps`` steps of ``2.5 * eps / steps``, best of ``restarts``). A point counts as robust
+    only when no attack breaks it: the per-point minimum over the attacks, so the robust
+    accuracy (the mean) is at most that of any single attack. The margin objective does not
+    go through the softmax, so a saturated softmax (gradient masking) does not hide it.
+
+    Returns:
+        Bool tensor ``(N,)`` on the CPU. The random starts of an objective depend only on
+        ``seed``, the objective and the batch, so the result with ``("ce", "margin")`` is the
+        pointwise AND of those with ``("ce",)`` and ``("margin",)``.
+    """
+    from .. import attacks
+
+    if not objectives:
+        raise ValueError("need at least one attack objective")
+    dev = model_device(model)
+    out = []
+    with eval_mode(model):
+        for b, i in enumerate(range(0, len(x), batch_size)):
+            xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+            with torch.no_grad():
+                ok = model(xb).argmax(1) == yb
+            for obj in objectives:  # each objective its own starts, whatever else is run
+                k = attacks.OBJECTIVES.index(obj)
+                xa = attacks.pgd(model, xb, yb, eps, steps=steps, step_size=2.5 * eps / steps,
+                                 restarts=restarts, random_start=True,
+                                 seed=seed + 7919 * k + b, objective=obj)
+                with torch.no_grad():
+                    ok &= model(xa).argmax(1) == yb
+            out.append(ok.cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.bool)
+
+
+class LogitScaled(nn.Module):
+    """``model`` with its logits multiplied by ``scale`` (> 0): every decision -- the argmax at
+    every input, hence clean and robust accuracy -- is unchanged, the softmax is not
+    (``scale < 1`` softens it, ``> 1`` sharpens it)."""
+
+    def __init__(self, model: nn.Module, scale: float) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0 (a negative one reverses the argmax), got {scale}")
+        self.model = model
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.scale
+
+
+# ============================================================================ exact psi (linear)
+
+
+def box_vertices(x: torch.Tensor, eps: float, clip: tuple[float, float] = (0.0, 1.0)
+                 ) -> torch.Tensor:
+    """The ``2**d`` vertices of the L-inf ball of radius ``eps`` around each row of ``x``
+    (shape ``(N, d)``), intersected with the box ``clip``: shape ``(N, 2**d, d)``.
+
+    The intersection of two boxes is a box, with per-coordinate ends ``max(x - eps, lo)`` and
+    ``min(x + eps, hi)``; vertex ``v`` takes the upper end in coordinate ``j`` when bit ``j``
+    of ``v`` is set."""
+    if x.ndim != 2:
+        raise ValueError(f"x must be (N, d), got {tuple(x.shape)}")
+    d = x.shape[1]
+    if d > 16:
+        raise ValueError(f"2**{d} vertices per point is too many to enumerate (d <= 16)")
+    lo = (x - eps).clamp_min(clip[0])
+    hi = (x + eps).clamp_max(clip[1])
+    bits = ((torch.arange(2 ** d)[:, None] >> torch.arange(d)[None, :]) & 1).to(x.dtype)
+    return lo[:, None, :] + bits[None] * (hi - lo)[:, None, :]
+
+
+@torch.no_grad()
+def exact_psi_linear(layer: nn.Linear, x: torch.Tensor, eps: float, *,
+                     clip: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """The exact psi of a linear softmax model ``z = W x + b``: per point the maximum over the
+    eps-box (within ``clip``) of ``KL(softmax z(x) || softmax z(x + delta))``.
+
+    For a linear model ``KL = logsumexp(z + W delta) - sum_i p_i (W delta)_i - logsumexp(z)``
+    is convex in ``delta`` (a log-sum-exp of an affine map minus a linear one), so its maximum
+    over a box is attained at a vertex: all :func:`box_vertices` are enumerated (``d <= 16``).
+
+    Args:
+        layer: the model's one linear layer (``in_features = d``).
+        x: points ``(N, d)`` (flattened inputs).
+        eps: L-inf radius.
+
+    Returns:
+        Tensor ``(N,)`` of exact maxima (float64, on the CPU).
+    """
+    w, b = layer.weight.detach().double().cpu(), layer.bias.detach().double().cpu()
+    x = x.detach().double().cpu().flatten(1)
+    out = []
+    for i in range(0, len(x), 64):
+        xb = x[i:i + 64]
+        ref = xb @ w.T + b  # (n, K)
+        verts = box_vertices(xb, eps, clip)  # (n, V, d)
+        z = verts @ w.T + b  # (n, V, K)
+        log_p = F.log_softmax(ref, dim=1)[:, None, :]
+        kl = (log_p.exp() * (log_p - F.log_softmax(z, dim=2))).sum(2)
+        out.append(kl.max(dim=1).values)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)

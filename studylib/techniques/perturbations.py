@@ -434,6 +434,65 @@ def batch_cnr(images: ArrayLike, regions: Sequence[Sequence[Region]], *, channel
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def _template(reg: Region, shape: tuple[int, int]) -> np.ndarray:
+    """The centre-surround template ``inside / |inside| - ring / |ring|`` of one region, placed
+    in a full ``shape`` image (zero elsewhere), flattened."""
+    t = np.zeros(shape)
+    t[reg.window] = reg.inside / reg.inside.sum() - reg.ring / reg.ring.sum()
+    return t.reshape(-1)
+
+
+def npw_dprime(images: ArrayLike, regions: Sequence[Sequence[Region]],
+               backgrounds: ArrayLike, *, channel: int = 0, min_ring: int = 8) -> np.ndarray:
+    """Detectability index d' of every region against lesion-free backgrounds.
+
+    A non-prewhitening observer with a centre-surround template: the response to an object is
+    ``t = mean(inside) - mean(ring)`` (the CNR's own contrast, :func:`regions_cnr`), and its
+    noise is the spread of the *same* response over lesion-free images at the same place,
+    ``d' = (t - mean_k t_k) / std_k t_k`` (backgrounds k = 1..K, ``ddof=1``). The plain CNR
+    divides by the std of single ring *pixels*, the wrong noise for a large object on a 1/f^3
+    (mammographic) background: what an observer must see a mass against is the background
+    averaged over a mass-sized area, whose variance for beta > 2 grows with the area, while the
+    pixel std is set by the largest scales and the pixel noise. Per object, ``d' >= 3`` says the
+    response exceeds the lesion-free responses by three of their standard deviations.
+
+    Args:
+        images: (N, C, H, W) images holding the objects; ``channel`` is measured (default 0).
+        regions: ``regions[i]`` are image ``i``'s regions (:func:`object_regions`).
+        backgrounds: (K, C, H, W) lesion-free images of the same geometry (K >= 3), e.g. the
+            test set's negatives, processed like ``images`` (the same filter).
+        min_ring: rings with fewer pixels give ``nan`` (default 8).
+
+    Returns:
+        1-D float array of length ``sum(len(r) for r in regions)``, in image order.
+    """
+    x = _as_batch(images, "images").detach().cpu().double().numpy()[:, channel]
+    bg = _as_batch(backgrounds, "backgrounds").detach().cpu().double().numpy()[:, channel]
+    if len(regions) != x.shape[0]:
+        raise ValueError(f"regions has {len(regions)} entries for {x.shape[0]} images")
+    if bg.shape[0] < 3 or bg.shape[1:] != x.shape[1:]:
+        raise ValueError(f"need >= 3 backgrounds of shape {x.shape[1:]}, got {bg.shape}")
+    # every template in the full image, so the responses of all K backgrounds to a block of
+    # templates are one matrix product (no crops copied per region and background)
+    items = [(i, reg) for i, regs in enumerate(regions) for reg in regs]
+    out = np.full(len(items), np.nan)
+    bg_flat = bg.reshape(bg.shape[0], -1)
+    shape = x.shape[1:]
+    for lo in range(0, len(items), 256):
+        block = [(k, i, reg) for k, (i, reg) in enumerate(items[lo:lo + 256], start=lo)
+                 if reg.area > 0 and int(reg.ring.sum()) >= max(2, min_ring)]
+        if not block:
+            continue
+        t = np.stack([_template(reg, shape) for _, _, reg in block])   # (B, H*W)
+        resp_bg = bg_flat @ t.T                                          # (K, B)
+        resp = np.einsum("bp,bp->b", x.reshape(x.shape[0], -1)[[i for _, i, _ in block]], t)
+        sd = resp_bg.std(axis=0, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(sd > 0, (resp - resp_bg.mean(axis=0)) / sd, np.nan)
+        out[[k for k, _, _ in block]] = d
+    return np.asarray(out, dtype=float)
+
+
 def detectable(cnr: np.ndarray, threshold: float = 3.0) -> np.ndarray:
     """``cnr >= threshold`` (Rose criterion: an object is visible at a CNR of about 3-5)."""
     return np.asarray(cnr, dtype=float) >= float(threshold)
@@ -667,7 +726,8 @@ def _ratio_of_sums(rows: np.ndarray) -> float:
 def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
                               r_fractions: Sequence[float], *, threshold: float = 3.0,
                               data_range: float = 1.0, n_boot: int = 1000,
-                              seed: int = 0) -> dict[str, object]:
+                              seed: int = 0,
+                              backgrounds: ArrayLike | None = None) -> dict[str, object]:
     """How low-pass filtering changes object CNR, detectability and whole-image SSIM/PSNR.
 
     Args:
@@ -677,6 +737,9 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
         threshold: CNR at which an object counts as detectable (default 3).
         data_range: for SSIM/PSNR (default 1.0).
         n_boot, seed: cluster bootstrap over images for the retained fraction.
+        backgrounds: lesion-free images (K, 1, H, W); when given the index is
+            :func:`npw_dprime` against them (filtered at each level like ``x``) instead of the
+            ring CNR: for masses on 1/f^3 backgrounds.
 
     Returns:
         ``{"cnr_clean": (M,) CNR of all M objects unfiltered, "detectable_clean": fraction of
@@ -690,7 +753,12 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
     x = _as_batch(x)
     counts = np.array([len(r) for r in regions])
     img_of = np.repeat(np.arange(len(regions)), counts)
-    cnr0 = batch_cnr(x, regions)
+    bg = None if backgrounds is None else _as_batch(backgrounds, "backgrounds")
+
+    def index(images, bgs):
+        return batch_cnr(images, regions) if bgs is None else npw_dprime(images, regions, bgs)
+
+    cnr0 = index(x, bg)
     det0 = detectable(cnr0, threshold)
     totals = np.bincount(img_of, weights=det0, minlength=len(regions))
     keep = totals > 0
@@ -700,7 +768,7 @@ def lowpass_object_visibility(x: ArrayLike, regions: Sequence[Sequence[Region]],
                               "threshold": float(threshold), "per_r": []}
     for rf in r_fractions:
         xf = perturb("lowpass", x, float(rf))
-        cnr = batch_cnr(xf, regions)
+        cnr = index(xf, None if bg is None else perturb("lowpass", bg, float(rf)))
         hits = np.bincount(img_of, weights=det0 & detectable(cnr, threshold), minlength=len(regions))
         ssim, psnr = ssim_psnr(x, xf, data_range=data_range)
         ssim_ci = t_interval(ssim, bounds=(-1.0, 1.0))  # over images
@@ -795,7 +863,9 @@ def lesion_regions(split, lesion: str, *, gap: int, width: int) -> tuple[np.ndar
 def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
                        grids: dict[str, Sequence[float]], *, pgd_steps: int = 10,
                        pgd_subset: int | None = None, device: str | torch.device = "cpu",
-                       seed: int = 0) -> dict[str, np.ndarray]:
+                       seed: int = 0,
+                       first_model_pgd: dict[float, torch.Tensor] | None = None
+                       ) -> dict[str, np.ndarray]:
     """Positive-class probabilities of every model under every perturbation level.
 
     Args:
@@ -808,6 +878,8 @@ def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: to
             part); ``None`` attacks all. The other perturbations use all N images.
         device: where the models run.
         seed: noise / PGD seed; model ``s`` uses ``seed + s`` for PGD.
+        first_model_pgd: when a dict, it receives eps -> the first model's adversarial images
+            (the first ``pgd_subset``), so a caller can measure them without attacking again.
 
     Returns:
         name -> array (L + 1, S, N_name) of probabilities, level 0 = clean; for ``"pgd"``
@@ -826,11 +898,14 @@ def sensitivity_scores(models: Sequence[torch.nn.Module], x: torch.Tensor, y: to
     for name, level in progress(jobs, desc="perturbations"):
         if name == "pgd":
             n_sub = x.shape[0] if pgd_subset is None else min(int(pgd_subset), x.shape[0])
-            probs = np.stack([
-                positive_probability(m, perturb("pgd", x[:n_sub], level, seed=seed + s, model=m,
-                                                y=y[:n_sub], pgd_steps=pgd_steps, device=device),
-                                     device=device)
-                for s, m in enumerate(models)])
+            per_model = []
+            for s, m in enumerate(models):
+                xa = perturb("pgd", x[:n_sub], level, seed=seed + s, model=m, y=y[:n_sub],
+                             pgd_steps=pgd_steps, device=device)
+                if s == 0 and first_model_pgd is not None:
+                    first_model_pgd[float(level)] = xa
+                per_model.append(positive_probability(m, xa, device=device))
+            probs = np.stack(per_model)
         else:
             xp = perturb(name, x, level, seed=seed)
             probs = np.stack([positive_probability(m, xp, device=device) for m in models])
