@@ -553,3 +553,20 @@ def test_study_context_banner_names_the_profile_its_source_and_the_seeds(tmp_pat
     assert "embedded data" in default
     paper = StudyContext("06_x", "paper", tmp_path / "c", "cpu", [0, 1, 2], {}).banner()
     assert "data root" in paper and "[0, 1, 2]" in paper
+
+
+def test_torch_threads_restores_and_cpu_workers_bounds_the_count():
+    import torch
+
+    from studylib.core.runtime import cpu_workers, torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    cpu = torch.device("cpu")
+    assert cpu_workers(4, 3, cpu) == 3 and cpu_workers(2, 10, cpu) == 2
+    assert 1 <= cpu_workers(0, 10, cpu) <= 10 and cpu_workers(0, 0, cpu) == 1
+    assert cpu_workers(4, 10, torch.device("meta")) == 1

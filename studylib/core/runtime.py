@@ -8,7 +8,8 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,43 @@ def apply_thread_setting() -> int:
             raise ValueError(f"STUDYLIB_THREADS must be a positive integer, got {value!r}")
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: as they are), restored after."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def cpu_workers(requested: int, n_jobs: int, device: torch.device) -> int:
+    """How many worker processes to run ``n_jobs`` independent jobs in: ``requested`` (0: one
+    per core this process may use), at most ``n_jobs``; 1 (this process) off the CPU."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(requested or len(os.sched_getaffinity(0)), n_jobs))
+
+
+def _cpu_worker_init(cache_dir: str, checkpoint_dir: str) -> None:
+    torch.set_num_threads(1)
+    paths.CACHE_DIR, paths.CHECKPOINT_DIR = Path(cache_dir), Path(checkpoint_dir)
+
+
+def cpu_worker_pool(n_workers: int):
+    """A ``spawn`` process pool of ``n_workers`` for CPU jobs: each worker runs one torch thread
+    (so a job's numbers do not depend on how many run at once) and uses this process's cache
+    folders (``paths.CACHE_DIR``, ``paths.CHECKPOINT_DIR``, also when a test redirected them)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"),
+                               initializer=_cpu_worker_init,
+                               initargs=(str(paths.CACHE_DIR), str(paths.CHECKPOINT_DIR)))
 
 
 def environment_info(device: torch.device) -> dict[str, str]:

@@ -332,35 +332,21 @@ def train_family(data: Any, architectures: Mapping[str, Mapping[str, Any]],
     Returns:
         ``{(arch_label, regime_label, seed): trained model (eval mode)}``.
     """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from ..core import paths
+    from ..core.runtime import cpu_worker_pool, cpu_workers, select_device, torch_threads
     from ..core.runtime import progress as progress_bar
-    from ..core.runtime import select_device
 
     device = select_device(device)
     seeds = [int(s) for s in seeds]
-    jobs = list(itertools.product(architectures, regimes, seeds))
-    n_workers = (workers or len(os.sched_getaffinity(0))) if device.type == "cpu" else 1
-    n_workers = min(n_workers, len(jobs))
     specs = [(arch, dict(architectures[arch]), reg, dict(regimes[reg]), seed)
-             for arch, reg, seed in jobs]
+             for arch, reg, seed in itertools.product(architectures, regimes, seeds)]
+    n_workers = cpu_workers(workers, len(specs), device)
     out: dict[ModelKey, nn.Module] = {}
     if n_workers <= 1:
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with torch_threads(1 if device.type == "cpu" else None):
             for spec in (progress_bar(specs, desc="train family") if progress else specs):
                 out[(spec[0], spec[2], spec[4])] = _fit_member(spec, data, config, device, cache)
-        finally:
-            torch.set_num_threads(threads)
         return out
-    with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"),
-                             initializer=_family_worker_init,
-                             initargs=(str(paths.CACHE_DIR), str(paths.CHECKPOINT_DIR))) as pool:
+    with cpu_worker_pool(n_workers) as pool:
         futures = [pool.submit(_fit_member_state, spec, data, config, cache) for spec in specs]
         for spec, f in zip(specs, progress_bar(futures, desc="train family") if progress
                            else futures, strict=True):
@@ -388,16 +374,6 @@ def _fit_member(spec: tuple, data: Any, config: Any, device, cache: bool) -> nn.
     regime = L.make_regime(rspec.pop("kind", reg), **rspec)
     return fit(_build_member(spec, data), data, config, seed=seed, device=device,
                loss_fn=regime.loss_fn, loss_id=regime.loss_id, progress=False, cache=cache)
-
-
-def _family_worker_init(cache_dir: str, checkpoint_dir: str) -> None:
-    """A training worker: one torch thread, and the parent's cache folders."""
-    from pathlib import Path
-
-    from ..core import paths
-
-    torch.set_num_threads(1)
-    paths.CACHE_DIR, paths.CHECKPOINT_DIR = Path(cache_dir), Path(checkpoint_dir)
 
 
 def _fit_member_state(spec: tuple, data: Any, config: Any, cache: bool) -> dict:

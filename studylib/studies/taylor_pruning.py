@@ -22,11 +22,9 @@ iterative pruning and removal):
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -636,14 +634,6 @@ def run_seed(name: str, setup: Setup, seed: int, settings: Settings, *,
     return record
 
 
-def _seed_worker_init(cache_dir: str, checkpoint_dir: str) -> None:
-    """A seed worker process: one torch thread, and the parent's cache folders."""
-    from ..core import paths
-
-    torch.set_num_threads(1)
-    paths.CACHE_DIR, paths.CHECKPOINT_DIR = Path(cache_dir), Path(checkpoint_dir)
-
-
 def _run_seed_job(job: tuple[str, Setup, int], settings: Settings, device: str) -> SeedRecord:
     name, setup, seed = job
     return run_seed(name, setup, seed, settings, device=device, progress=False)
@@ -656,32 +646,20 @@ def run_seeds(jobs: Sequence[tuple[str, Setup, int]], settings: Settings, *,
     On the CPU every seed runs with one torch thread (these networks are too small for a
     second intra-op thread to pay: measured), so ``seed_workers`` processes can run seeds side
     by side, one per core, and a seed's numbers do not depend on how many run at once. On a
-    GPU (or with ``seed_workers = 1``; 0 means one worker per CPU core) the seeds run one after another in this process.
-    Worker processes are started with ``spawn`` and share this process's cache folders; an
-    error in any seed is raised here.
+    GPU (or with ``seed_workers = 1``; 0 means one worker per CPU core) the seeds run one
+    after another in this process. Workers come from
+    :func:`~studylib.core.runtime.cpu_worker_pool`; an error in any seed is raised here.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from ..core import paths
+    from ..core.runtime import cpu_worker_pool, cpu_workers, select_device, torch_threads
     from ..core.runtime import progress as progress_bar
-    from ..core.runtime import select_device
 
     device = select_device(device)
-    workers = settings.seed_workers or len(os.sched_getaffinity(0))
-    workers = min(workers, len(jobs)) if device.type == "cpu" else 1
+    workers = cpu_workers(settings.seed_workers, len(jobs), device)
     if workers <= 1:
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with torch_threads(1 if device.type == "cpu" else None):
             return [run_seed(n, su, sd, settings, device=device)
                     for n, su, sd in progress_bar(jobs, desc="06 seeds")]
-        finally:
-            torch.set_num_threads(threads)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                             initializer=_seed_worker_init,
-                             initargs=(str(paths.CACHE_DIR), str(paths.CHECKPOINT_DIR))) as pool:
+    with cpu_worker_pool(workers) as pool:
         # interleave the setups (first seed of each, then the second, ...) so that a setup
         # with few, slow seeds does not run alone at the end while the other cores idle
         rank = {name: i for i, name in enumerate(dict.fromkeys(n for n, _, _ in jobs))}

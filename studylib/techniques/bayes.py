@@ -70,6 +70,7 @@ from ..core import paths
 from ..core.cache import load_entry, save_entry
 from ..core.io import cache_key
 from ..core.runtime import progress as progress_bar
+from ..core.runtime import torch_threads
 from ..stats.auc import roc_auc
 from ..stats.intervals import percentile_interval
 
@@ -936,16 +937,11 @@ def fit_nuts(bnet: BayesianNet, x: torch.Tensor, y: torch.Tensor, *, num_samples
 
     init = {k: v.detach().clone() for k, v in bnet.template.named_parameters()}
     chains: list[dict[str, torch.Tensor]] = []
-    old_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
+    with torch_threads(num_threads):
         for c in range(num_chains):
             chains.append(_nuts_chain(potential, init, num_samples, warmup_steps,
                                       int(seed) + 1000 * c, target_accept_prob,
                                       max_tree_depth, progress, device, names))
-    finally:
-        torch.set_num_threads(old_threads)
     stacked = {k: torch.stack([ch[k] for ch in chains]) for k in names}  # (C, M, *shape)
     samples = {k: v.reshape(-1, *bnet.site_shapes[k]) for k, v in stacked.items()}
     diag: dict[str, Any] = {}
