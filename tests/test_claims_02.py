@@ -416,14 +416,14 @@ def test_lowpass_training_cannot_restore_calcifications_inconclusive(settings):
 
 
 def test_lowpass_training_uses_the_retrained_seeds_only(settings):
-    rec = _training_records("reproduced")
-    third = dataclasses.replace(rec.seeds[2], clean_model_filtered=None,
-                                filtered_model_filtered=None)  # retrain_seeds = 2
-    rec = dataclasses.replace(rec, seeds=rec.seeds[:2] + (third,))
+    rec = _training_records("reproduced", n_seeds=4)
+    fourth = dataclasses.replace(rec.seeds[3], clean_model_filtered=None,
+                                 filtered_model_filtered=None)  # retrain_seeds = 3
+    rec = dataclasses.replace(rec, seeds=rec.seeds[:3] + (fourth,))
     c = S.claim_lowpass_training_cannot_restore_calcifications(rec, settings)
-    assert c.n_seeds == 2 and c.details["retrained_seeds"] == [0, 1]
+    assert c.n_seeds == 3 and c.details["retrained_seeds"] == [0, 1, 2]
     assert c.verdict == Verdict.REPRODUCED
-    none = dataclasses.replace(rec, seeds=(third,))
+    none = dataclasses.replace(rec, seeds=(fourth,))
     c = S.claim_lowpass_training_cannot_restore_calcifications(none, settings)
     assert c.verdict == Verdict.INCONCLUSIVE and "no model was retrained" in c.power
 

@@ -256,9 +256,10 @@ def test_prune_accuracy_is_judged_against_the_dense_control_not_the_untouched_mo
     assert d["pruned_minus_untouched_dense_points_per_seed"] == pytest.approx([-2.2, -1.7, -1.9],
                                                                               abs=1e-9)
     # the interval is paired by image: 4 of 2000 images differ in seed 0, so within a seed the
-    # bootstrap spread is a fraction of a point, far below an unpaired accuracy's +-0.8
+    # bootstrap spread is a fraction of a point, far below an unpaired accuracy's +-0.8; even
+    # widened for 3 seeds the whole interval spans well under a point
     cond = [x for x in c.details["conditions"] if "parameters matched" in x["condition"]][0]
-    assert cond["ci95"][1] <= 0.0 and cond["ci95"][0] > -1.0
+    assert cond["ci95"][0] > -1.0 and cond["ci95"][1] - cond["ci95"][0] < 0.8
 
 
 def test_prune_flops_condition_left_out_when_no_snapshot_reaches_it():

@@ -466,7 +466,7 @@ def test_a_streamed_pool_has_every_network_once_and_is_seeded():
     assert [len(s) for s in sets] == [4, 4, 2]
     again = list(fp.stream(10, seed=3, chunk=4))
     first = next(iter(sets[0].params))
-    assert all(torch.equal(a.params[first], b.params[first]) for a, b in zip(sets, again))
+    assert all(torch.equal(a.params[first], b.params[first]) for a, b in zip(sets, again, strict=True))
     assert not torch.equal(sets[0].params[first], sets[1].params[first][:4])
     mcmc = V.FittedPosterior("hmc", {}, samples=sets[0])
     with pytest.raises(ValueError, match="not i.i.d."):

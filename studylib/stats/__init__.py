@@ -16,6 +16,7 @@ from .intervals import (
     percentile_interval,
     seeds_needed,
     sign_test_seeds,
+    small_sample_factor,
     t_interval,
     wilson_interval,
 )
@@ -39,7 +40,7 @@ from .verdicts import (
 __all__ = [
     "CLAIM_SCHEMA", "Claim", "ConditionDecision", "Interval", "PaperValue", "Rule", "Verdict",
     "at_floor_or_ceiling", "claim_over_conditions", "clopper_pearson_interval", "decide_condition", "fisher_z_interval",
-    "hierarchical_bootstrap", "in_every_condition", "in_some_group", "log_ratio_interval", "logit_interval",
+    "hierarchical_bootstrap", "small_sample_factor", "in_every_condition", "in_some_group", "log_ratio_interval", "logit_interval",
     "make_claim", "paired_difference", "power_line", "seeds_needed", "t_interval",
     "wilson_interval", "bootstrap_auc", "roc_auc", "kendall_tau", "mean_pairwise_kendall_tau",
     "spearman_rho", "spearman_rows", "percentile_interval", "sign_test_seeds", "bootstrap_interval",
