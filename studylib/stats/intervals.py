@@ -113,6 +113,11 @@ def sign_test_seeds(ci: float = CI) -> int:
     return int(math.ceil(math.log2(2 / (1 - ci))))
 
 
+def _t_quantile(n: int, ci: float = CI) -> float:
+    """The two-sided Student-t quantile for ``n`` seeds (``n - 1`` degrees of freedom)."""
+    return float(stats.t.ppf(0.5 + ci / 2, df=n - 1))
+
+
 def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     """Mean, lo, hi and sd of ``z`` with a t-interval (NaN interval for one value).
 
@@ -132,7 +137,7 @@ def _t_on_scale(z: np.ndarray, ci: float) -> tuple[float, float, float, float]:
     sd = float(z.std(ddof=1))
     if sd == 0.0:
         return (m, m, m, 0.0) if n >= sign_test_seeds(ci) else (m, math.nan, math.nan, 0.0)
-    half = float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile(n, ci) * sd / math.sqrt(n)
     return m, m - half, m + half, sd
 
 
@@ -305,8 +310,7 @@ def small_sample_factor(n: int, ci: float = CI) -> float:
     if n < 2:
         return 1.0
     z = float(stats.norm.ppf(0.5 + ci / 2))
-    t = float(stats.t.ppf(0.5 + ci / 2, df=n - 1))
-    return t / z * math.sqrt(n / (n - 1))
+    return _t_quantile(n, ci) / z * math.sqrt(n / (n - 1))
 
 
 def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
@@ -356,7 +360,7 @@ def hierarchical_bootstrap(per_seed: Sequence[np.ndarray],
     lo, hi = max(lo, low), min(hi, high)
     spread = math.nan
     if n >= 2 and math.isfinite(hi - lo):
-        spread = (hi - lo) / 2 / float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * math.sqrt(n)
+        spread = (hi - lo) / 2 / _t_quantile(n, ci) * math.sqrt(n)
     method = f"hierarchical bootstrap over {_over(n)} x items"
     if n >= 2:
         method += f" (widened x{factor:.2f} for {n} seeds)"
@@ -429,6 +433,6 @@ def seeds_needed(interval: Interval, threshold: float, *, ci: float = CI,
     if sd == 0:
         return sign_test_seeds(ci)
     for n in range(2, max_seeds + 1):
-        if float(stats.t.ppf(0.5 + ci / 2, df=n - 1)) * sd / math.sqrt(n) < gap:
+        if _t_quantile(n, ci) * sd / math.sqrt(n) < gap:
             return n
     return None
