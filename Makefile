@@ -10,10 +10,12 @@ STAMP := $(VENV)/.installed
 
 # make study [PROFILE=default|smoke|paper] [STUDY="06_taylor_pruning 01_loss_visualization"]
 #            [DEVICE=auto|cpu|cuda] [SET="seeds=[0] epochs=2"]   (SET items: no spaces inside)
+#            [JOBS=2]  (studies at once, the cores shared between them; JOBS=1: one at a time)
 PROFILE ?= default
 STUDY ?=
 DEVICE ?=
 SET ?=
+JOBS ?= 2
 # make sweep SWEEP=params/sweeps/taylor_seeds_smoke.yaml [EXECUTOR=dask] [WORKERS=2]
 SWEEP ?=
 EXECUTOR ?= local
@@ -21,7 +23,7 @@ WORKERS ?= 2
 METRIC ?=
 
 RUN_ARGS := --profile $(PROFILE) $(foreach s,$(STUDY),--study $(s)) \
-	$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set '$(s)')
+	$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set '$(s)') --jobs $(JOBS)
 
 .PHONY: setup study dry-run test test-slow lab notebooks smoke-reference bench report sweep sweep-report clean-cache
 

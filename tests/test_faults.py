@@ -210,6 +210,78 @@ def test_2_a_signal_stops_the_kernel_and_records_the_failure(kit, capsys, tmp_pa
     assert_same_numbers(again, first)
 
 
+def _twin_of_fx3(notebooks: Path, name: str) -> None:
+    """A copy of fx3_steps under another study id (its own output folder and results)."""
+    text = (FAULTS_DIR / "fx3_steps.ipynb").read_text(encoding="utf-8")
+    (notebooks / f"{name}.ipynb").write_text(text.replace("fx3_steps", name), encoding="utf-8")
+
+
+def test_2_jobs_run_studies_at_once_and_a_signal_stops_every_one(kit, tmp_path):
+    """``--jobs 2``: two studies run at the same time (each waits until both have started, so
+    one at a time could not finish), the cores are shared (one torch thread each on two
+    cores), outcomes are listed in plan order; SIGTERM then stops both running studies,
+    each keeping its last good results beside a failed record."""
+    _twin_of_fx3(kit.notebooks, "fx3_twin")
+    studies = ("fx3_steps", "fx3_twin")
+    go = tmp_path / "go"
+    markers = {s: tmp_path / f"started-{s}" for s in studies}
+    for s in studies:
+        write_params(kit.params, s, "default", {"seeds": [0, 1], "started_marker": str(markers[s]),
+                                                "wait_for": str(go)})
+    env = {k: v for k, v in os.environ.items() if k != "STUDYLIB_THREADS"}
+    env["STUDYLIB_PROGRESS"] = "0"
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "studylib", *kit.args("--study", *studies, "--profile",
+                                                         "default", "--jobs", "2")],
+            cwd=paths.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, preexec_fn=_default_sigint)
+
+    proc = start()
+    try:
+        pids = [int(_wait_for_file(markers[s], proc)) for s in studies]  # both run at once
+        assert len(set(pids)) == 2
+        go.write_text("go")
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        go.write_text("go")
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "2 at a time" in err
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    first = {s: results(kit.folder(s, "default")) for s in studies}
+    for s in studies:
+        assert first[s]["status"] == "ok" and first[s]["environment"]["cpu_threads"] == share
+    table = [line.split()[0] for line in out.splitlines() if line.startswith("fx3_")]
+    assert table == list(studies)  # plan order, whichever finished first
+    before = {s: snapshot(kit.folder(s, "default")) for s in studies}
+
+    go.unlink()
+    for m in markers.values():
+        m.unlink()
+    proc = start()
+    try:
+        pids = [int(_wait_for_file(markers[s], proc)) for s in studies]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        go.write_text("go")
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    for pid in pids:
+        _wait_until_gone(pid)
+    for s in studies:
+        folder = kit.folder(s, "default")
+        assert snapshot(folder) == before[s]
+        failed = json.loads((folder / "failed" / "results.json").read_text())
+        assert failed["error"] == "Interrupted: run stopped by SIGTERM"
+        assert_clean(folder)
+    assert "interrupted (SIGTERM)" in err
+
+
 # ----------------------------------------------------------------------------- 3. corrupt caches
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -570,3 +571,30 @@ def test_torch_threads_restores_and_cpu_workers_bounds_the_count():
     assert cpu_workers(4, 3, cpu) == 3 and cpu_workers(2, 10, cpu) == 2
     assert 1 <= cpu_workers(0, 10, cpu) <= 10 and cpu_workers(0, 0, cpu) == 1
     assert cpu_workers(4, 10, torch.device("meta")) == 1
+
+
+def test_cpus_env_caps_worker_pools_and_jobs_share_the_cores(monkeypatch, tmp_path):
+    import torch
+
+    from studylib.core.runtime import CPUS_ENV, available_cpus, cpu_workers
+
+    cpu = torch.device("cpu")
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv(CPUS_ENV, raising=False)
+    assert available_cpus() == cores and cpu_workers(4, 3, cpu) == 3  # no cap without it
+    monkeypatch.setenv(CPUS_ENV, "1")
+    assert available_cpus() == 1
+    assert cpu_workers(0, 10, cpu) == 1 and cpu_workers(4, 10, cpu) == 1
+    monkeypatch.setenv(CPUS_ENV, "0")
+    with pytest.raises(ValueError, match=CPUS_ENV):
+        available_cpus()
+    monkeypatch.delenv(CPUS_ENV)
+    monkeypatch.delenv("STUDYLIB_THREADS", raising=False)
+    assert CPUS_ENV not in Runner(output_root=tmp_path)._kernel_env(tmp_path / "e")
+    env = Runner(output_root=tmp_path, jobs=2)._kernel_env(tmp_path / "e")
+    assert env[CPUS_ENV] == env["STUDYLIB_THREADS"] == str(max(1, cores // 2))
+    monkeypatch.setenv("STUDYLIB_THREADS", "3")  # the user's own setting wins
+    assert Runner(output_root=tmp_path, jobs=2)._kernel_env(tmp_path / "e")["STUDYLIB_THREADS"] == "3"
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValidationError):
+            Runner(output_root=tmp_path, jobs=bad)

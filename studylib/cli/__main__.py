@@ -58,6 +58,16 @@ def _add_dirs(p: argparse.ArgumentParser, *, output_root: bool = True) -> None:
                        help="outputs go to DIR/<profile>/<study>/ (default: outputs/)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m studylib",
@@ -99,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="skip a study whose results.json is ok and whose inputs (merged "
                         "parameters, device, code and notebook) are unchanged since it ran")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="run N studies at once, the cores shared between them (each gets "
+                        "cores // N torch threads and worker processes; the longest studies, "
+                        "by their last runtime, start first); default 1. Another thread "
+                        "count moves float results as another machine does")
     _add_cache_dir(p)
     _add_dirs(p)
 

@@ -92,6 +92,24 @@ def _signame(exc: BaseException) -> str:
     return exc.signame if isinstance(exc, Interrupted) else "SIGINT"
 
 
+class Cancel:
+    """A stop request for studies that run outside the main thread (``--jobs``): the main
+    thread receives the signal and calls :meth:`set`; each study's waiting thread sees it
+    within a fraction of a second and stops as the main thread would (:class:`Interrupted`
+    with the same signal name)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signame = "SIGINT"
+
+    def set(self, signame: str = "SIGINT") -> None:
+        self.signame = signame
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 @contextlib.contextmanager
 def termination_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread,
@@ -208,6 +226,11 @@ class Runner:
             default: this process's (``$STUDYLIB_DATA`` or ``~/.cache/studylib/data``).
         download: let the kernels' loaders download a missing torchvision data set
             (``$STUDYLIB_DOWNLOAD=1`` for them); default False.
+        jobs: how many studies run at once (default 1). With ``jobs > 1`` the machine's cores
+            are shared: each kernel gets ``$STUDYLIB_CPUS`` = cores // jobs (its worker
+            pools start no more processes) and, unless ``$STUDYLIB_THREADS`` is set, as many
+            torch threads; the longest studies (by their last recorded runtime) start first,
+            and progress is printed as labelled lines, not redrawn bars.
     """
 
     def __init__(self, notebooks_dir: str | os.PathLike | None = None,
@@ -217,7 +240,10 @@ class Runner:
                  render_html: bool = True, progress_bar: bool | None = None,
                  execution_timeout: int | None = None, start_timeout: int = 300,
                  log: Any = "stderr", cache_dir: str | os.PathLike | None = None,
-                 data_root: str | os.PathLike | None = None, download: bool = False) -> None:
+                 data_root: str | os.PathLike | None = None, download: bool = False,
+                 jobs: int = 1) -> None:
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+            raise ValidationError(f"jobs must be an integer >= 1, got {jobs!r}")
         self.notebooks_dir = paths.resolve(notebooks_dir or paths.NOTEBOOKS_DIR)
         self.params_dir = paths.resolve(params_dir or paths.PARAMS_DIR)
         self.output_root = paths.resolve(output_root or paths.OUTPUTS_DIR)
@@ -231,6 +257,7 @@ class Runner:
         self.cache_dir = paths.resolve(cache_dir) if cache_dir else None
         self.data_root = paths.resolve(data_root) if data_root else None
         self.download = bool(download)
+        self.jobs = jobs
         self._param_cache: dict[str, dict[str, Parameter]] = {}
 
     @property
@@ -601,16 +628,30 @@ class Runner:
             env[paths.DATA_ENV] = str(self.data_root)
         if self.download:
             env[paths.DOWNLOAD_ENV] = "1"
+        if self.jobs > 1:
+            from ..core.runtime import CPUS_ENV
+
+            share = str(self.cpu_share())
+            env[CPUS_ENV] = share
+            if not os.environ.get("STUDYLIB_THREADS", "").strip():
+                env["STUDYLIB_THREADS"] = share
         return env
 
+    def cpu_share(self) -> int:
+        """Cores each of the :attr:`jobs` studies that run at once may use (at least 1)."""
+        return max(1, len(os.sched_getaffinity(0)) // self.jobs)
+
     def _run_papermill(self, plan: StudyPlan, output: Path, parameters: dict[str, Any],
-                       env: dict[str, str], on_cell: Callable[..., None] | None) -> None:
+                       env: dict[str, str], on_cell: Callable[..., None] | None,
+                       cancel: Cancel | None = None) -> None:
         """Execute the notebook in a worker thread, with a kernel this process started.
 
-        The main thread only waits, so Ctrl-C, SIGTERM and SIGHUP reach it at once; it then
-        shuts the kernel down (the worker's execution ends with it) and re-raises. Running
-        nbclient outside the main thread also keeps it from installing signal handlers of
-        its own.
+        The calling thread only waits, so Ctrl-C, SIGTERM and SIGHUP reach it at once when it
+        is the main thread; it then shuts the kernel down (the worker's execution ends with
+        it) and re-raises. A caller that is not the main thread (``--jobs``) is stopped the
+        same way through ``cancel``: once it is set, :class:`Interrupted` is raised here.
+        Running nbclient outside the main thread also keeps it from installing signal
+        handlers of its own.
         """
         import papermill
         from jupyter_client.manager import KernelManager
@@ -637,17 +678,25 @@ class Runner:
                                   name=f"studylib-{plan.study}", daemon=True)
         try:
             worker.start()
-            worker.join()
+            while worker.is_alive():
+                worker.join(timeout=None if cancel is None else 0.2)
+                if cancel is not None and cancel.is_set():
+                    raise Interrupted(cancel.signame)
         except BaseException:
             _shutdown_kernel(km)
-            worker.join(timeout=120)  # a hang guard: the worker ends once the kernel is gone
+            # A hang guard: stopped from the main thread, the worker ends once the kernel is
+            # gone. Stopped through ``cancel``, nbclient's blocking read of the dead kernel's
+            # output never returns (measured: the full guard every time), so the worker, a
+            # daemon thread blocked on a socket that gets no more messages, is left behind.
+            worker.join(timeout=120 if cancel is None else 2)
             raise
         finally:
             _shutdown_kernel(km)
         if "error" in box:
             raise box["error"]
 
-    def execute(self, plan: StudyPlan, *, label: str | None = None) -> StudyOutcome:
+    def execute(self, plan: StudyPlan, *, label: str | None = None,
+                cancel: Cancel | None = None) -> StudyOutcome:
         """Execute one validated plan; never raises for a failing notebook or an I/O error.
 
         The notebook runs into ``<output_dir>/.staging/`` and is swapped into place when it
@@ -655,7 +704,8 @@ class Runner:
         previous results; a run that failed is recorded with status ``failed`` and its error,
         beside the last good results (in ``failed/``) when there are any. The partial
         notebook is kept either way. A signal (:class:`Interrupted`, ``KeyboardInterrupt``)
-        stops the kernel, is recorded as a failure, and is re-raised.
+        stops the kernel, is recorded as a failure, and is re-raised; so is ``cancel`` once
+        it is set (how :meth:`run_plans` stops the studies it runs in other threads).
         """
         from papermill.exceptions import PapermillExecutionError
 
@@ -664,7 +714,7 @@ class Runner:
         out = plan.output_dir
         show = self.log is not None and self.progress_bar is not False
         progress = StudyProgress(label or plan.study, stream=self.stream if show else None,
-                                 show=show)
+                                 show=show, tty=False if self.jobs > 1 else None)
         error: str | None = None
         detail: dict[str, Any] = {}
         interrupted: BaseException | None = None
@@ -683,7 +733,7 @@ class Runner:
 
         try:
             self._run_papermill(plan, staging / f"{plan.study}.ipynb", parameters,
-                                self._kernel_env(events), on_cell)
+                                self._kernel_env(events), on_cell, cancel)
         except PapermillExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}"
             detail = {"ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index,
@@ -829,12 +879,15 @@ class Runner:
         atomic_write_text(path, body)
 
     def run_plans(self, plans: list[StudyPlan], *, resume: bool = False) -> list[StudyOutcome]:
-        """Execute validated plans one after another; a failure does not stop the rest.
+        """Execute validated plans, :attr:`jobs` at a time; a failure does not stop the rest.
 
         ``resume``: skip a plan whose folder already holds its results
-        (:meth:`up_to_date`), reporting it as ``skipped``.
+        (:meth:`up_to_date`), reporting it as ``skipped``. Outcomes come back in the order of
+        ``plans`` whatever order they ran in. A signal stops every running study (each records
+        its failure) and starts no other; it is then re-raised.
         """
-        outcomes = []
+        outcomes: dict[int, StudyOutcome] = {}
+        todo: list[tuple[int, str, StudyPlan]] = []
         for i, plan in enumerate(plans, 1):
             tag = f"[{i}/{len(plans)}] {plan.study}"
             if resume:
@@ -843,22 +896,75 @@ class Runner:
                     res = read_json_object(plan.output_dir / outputs.RESULTS) or {}
                     claims = res.get("claims", []) or []
                     self._say(f"{tag}: skipped ({reason})")
-                    outcomes.append(StudyOutcome(
+                    outcomes[i] = StudyOutcome(
                         study=plan.study, status="skipped",
                         runtime_s=float(res.get("runtime_s") or 0.0),
                         output_dir=plan.output_dir, n_claims=len(claims),
                         n_reproduced=sum(c.get("verdict") == "reproduced" for c in claims),
-                        results=res))
+                        results=res)
                     continue
-            self._say(f"{tag} (profile {plan.profile}, device {plan.device}) -> "
-                      f"{_display_path(plan.output_dir)}")
-            outcome = self.execute(plan, label=tag)
-            msg = f"{tag}: {outcome.status} in {outcome.runtime_s:.1f} s"
-            if outcome.error:
-                msg += f" ({outcome.error})"
-            self._say(msg)
-            outcomes.append(outcome)
-        return outcomes
+            todo.append((i, tag, plan))
+        if self.jobs == 1 or len(todo) <= 1:
+            for i, tag, plan in todo:
+                outcomes[i] = self._execute_said(plan, tag)
+        else:
+            self._run_concurrently(todo, outcomes)
+        return [outcomes[i] for i in sorted(outcomes)]
+
+    def _execute_said(self, plan: StudyPlan, tag: str, cancel: Cancel | None = None
+                      ) -> StudyOutcome:
+        self._say(f"{tag} (profile {plan.profile}, device {plan.device}) -> "
+                  f"{_display_path(plan.output_dir)}")
+        outcome = self.execute(plan, label=tag, cancel=cancel)
+        msg = f"{tag}: {outcome.status} in {outcome.runtime_s:.1f} s"
+        if outcome.error:
+            msg += f" ({outcome.error})"
+        self._say(msg)
+        return outcome
+
+    def last_runtime(self, plan: StudyPlan) -> float | None:
+        """The runtime its folder's last results record (None when there is none)."""
+        res = read_json_object(plan.output_dir / outputs.RESULTS)
+        value = res.get("runtime_s") if res else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def _run_concurrently(self, todo: list[tuple[int, str, StudyPlan]],
+                          outcomes: dict[int, StudyOutcome]) -> None:
+        """:attr:`jobs` studies at a time in threads, the longest (last runtime) first, so
+        the last to finish is a short one; studies never run before wait at the end."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        order = sorted(todo, key=lambda t: (-(self.last_runtime(t[2]) or -1.0), t[0]))
+        self._say(f"running {len(todo)} studies {self.jobs} at a time, "
+                  f"{self.cpu_share()} core{'s' if self.cpu_share() != 1 else ''} each; "
+                  f"start order: {', '.join(p.study for _, _, p in order)}")
+        cancel = Cancel()
+        pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="studylib-job")
+        futures = {pool.submit(self._execute_said, plan, tag, cancel): i
+                   for i, tag, plan in order}
+        pending = set(futures)
+        stop: BaseException | None = None
+        try:
+            while pending:
+                try:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as Interrupted
+                    stop = exc
+                    cancel.set(_signame(exc))
+                    for fut in pending:
+                        fut.cancel()  # those not started yet never start
+                    continue
+                for fut in done:
+                    if fut.cancelled():
+                        continue
+                    try:
+                        outcomes[futures[fut]] = fut.result()
+                    except KeyboardInterrupt as exc:  # the study recorded its stop
+                        stop = stop or exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if stop is not None:
+            raise stop
 
 
 def _shutdown_kernel(km) -> None:
@@ -957,7 +1063,8 @@ def cmd_run(args) -> int:
                     execution_timeout=getattr(args, "timeout", None),
                     cache_dir=getattr(args, "cache_dir", None),
                     data_root=getattr(args, "data_root", None),
-                    download=getattr(args, "download", False))
+                    download=getattr(args, "download", False),
+                    jobs=getattr(args, "jobs", 1) or 1)
     plans = runner.plan(args.profile, studies=args.study, sets=args.set, device=args.device,
                         replaces=getattr(args, "replace", None))
     if not plans:

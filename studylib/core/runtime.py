@@ -249,12 +249,39 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+#: Cores one study may use, set by the runner for each study when several run at once
+#: (``studylib run --jobs N``): :func:`cpu_workers` starts no more worker processes than this.
+CPUS_ENV = "STUDYLIB_CPUS"
+
+
+def available_cpus() -> int:
+    """Cores this study may use: ``$STUDYLIB_CPUS`` when the runner set it (several studies
+    share the machine), else the cores this process may run on."""
+    cores = len(os.sched_getaffinity(0))
+    value = os.environ.get(CPUS_ENV, "").strip()
+    if not value:
+        return cores
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{CPUS_ENV} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{CPUS_ENV} must be a positive integer, got {value!r}")
+    return min(n, cores)
+
+
 def cpu_workers(requested: int, n_jobs: int, device: torch.device) -> int:
     """How many worker processes to run ``n_jobs`` independent jobs in: ``requested`` (0: one
-    per core this process may use), at most ``n_jobs``; 1 (this process) off the CPU."""
+    per core this study may use, :func:`available_cpus`), at most ``n_jobs``, and at most
+    ``$STUDYLIB_CPUS`` when the runner shares the machine between studies; 1 (this process)
+    off the CPU. Each worker runs one torch thread, and a single worker's jobs run in this
+    process with one thread, so the count never changes a number."""
     if device.type != "cpu":
         return 1
-    return max(1, min(requested or len(os.sched_getaffinity(0)), n_jobs))
+    n = requested or available_cpus()
+    if os.environ.get(CPUS_ENV, "").strip():
+        n = min(n, available_cpus())
+    return max(1, min(n, n_jobs))
 
 
 def _cpu_worker_init(cache_dir: str, checkpoint_dir: str) -> None:
