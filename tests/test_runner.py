@@ -598,3 +598,16 @@ def test_cpus_env_caps_worker_pools_and_jobs_share_the_cores(monkeypatch, tmp_pa
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValidationError):
             Runner(output_root=tmp_path, jobs=bad)
+
+
+def test_the_final_table_gives_the_wall_clock_beside_the_summed_runtimes(tmp_path):
+    from studylib.cli.runner import StudyOutcome, format_outcomes
+
+    outs = [StudyOutcome("01_a", "ok", 600.0, tmp_path, 4, 3),
+            StudyOutcome("02_b", "failed", 300.0, tmp_path, 0, 0)]
+    table = format_outcomes(outs).splitlines()
+    assert table[0].split() == ["study", "status", "runtime", "claims", "reproduced"]
+    assert table[2].split() == ["01_a", "ok", "600.0", "s", "3/4"]
+    assert "wall clock" not in "\n".join(table)
+    last = format_outcomes(outs, wall_s=660.0, jobs=2).splitlines()[-1]
+    assert last == "2 studies in 11.0 min wall clock, 2 at a time (15.0 min summed over the studies)"

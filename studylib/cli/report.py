@@ -29,6 +29,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -497,9 +498,49 @@ def headline_markdown(profile: str, output_root: str | os.PathLike | None = None
                 and r.get("runtime_s") is not None]
     if runtimes:
         devices = ", ".join(sorted({str(r.get("device", "?")) for r in found}))
-        lines += ["", f"Study time of that run: {sum(runtimes) / 60:.1f} min for "
-                      f"{len(runtimes)} studies (device: {devices}; set-up excluded)."]
+        spans = [_run_span(e.folder) for e in studies if e.results is not None]
+        busy = wall_clock([s for s in spans if s is not None])
+        if None not in spans and len(spans) == len(runtimes) and busy[1] > 1:
+            lines += ["", f"Study time of that run: {busy[0] / 60:.1f} min wall clock for "
+                          f"{len(runtimes)} studies, up to {busy[1]} at a time "
+                          f"({sum(runtimes) / 60:.1f} min summed over the studies; device: "
+                          f"{devices}; set-up excluded)."]
+        else:
+            lines += ["", f"Study time of that run: {sum(runtimes) / 60:.1f} min for "
+                          f"{len(runtimes)} studies (device: {devices}; set-up excluded)."]
     return "\n".join(lines)
+
+
+def _run_span(folder: Path) -> tuple[datetime, datetime] | None:
+    """(started, finished) from a study folder's run.json, or None when either is missing or
+    unreadable."""
+    rec = read_json_object(folder / "run.json") if (folder / "run.json").exists() else None
+    try:
+        start = datetime.fromisoformat(str(rec["started"]))
+        end = datetime.fromisoformat(str(rec["finished"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+    return (start, end) if end >= start else None
+
+
+def wall_clock(spans: list[tuple[datetime, datetime]]) -> tuple[float, int]:
+    """(seconds during which at least one span was running, the most spans running at once).
+
+    Studies run N at a time (``run --jobs N``) overlap, so the sum of their runtimes is not
+    the time the run took; studies of separate runs kept in one folder do not overlap, and
+    the gaps between those runs are not counted.
+    """
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                    key=lambda ev: (ev[0], ev[1]))  # an end before a start at the same second
+    busy, running, most, since = 0.0, 0, 0, None
+    for when, step in events:
+        if running == 0 and step == 1:
+            since = when
+        running += step
+        most = max(most, running)
+        if running == 0 and since is not None:
+            busy += (when - since).total_seconds()
+    return busy, most
 
 
 def update_readme(readme: str | os.PathLike, profile: str,

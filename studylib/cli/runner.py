@@ -996,14 +996,22 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def format_outcomes(outcomes: list[StudyOutcome]) -> str:
-    """The final table: study, status, runtime, claims reproduced / total."""
+def format_outcomes(outcomes: list[StudyOutcome], *, wall_s: float | None = None,
+                    jobs: int = 1) -> str:
+    """The final table: study, status, runtime, claims reproduced / total; with ``wall_s``
+    a last line with the run's wall clock against the summed runtimes (they differ when
+    ``jobs`` > 1 studies ran at once)."""
     rows = [("study", "status", "runtime", "claims reproduced")]
     for o in outcomes:
         rows.append((o.study, o.status, f"{o.runtime_s:.1f} s", f"{o.n_reproduced}/{o.n_claims}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if wall_s is not None:
+        total = sum(o.runtime_s for o in outcomes)
+        lines.append(f"\n{len(outcomes)} stud{'y' if len(outcomes) == 1 else 'ies'} in "
+                     f"{wall_s / 60:.1f} min wall clock, {jobs} at a time ({total / 60:.1f} min "
+                     f"summed over the studies)")
     return "\n".join(lines)
 
 
@@ -1082,7 +1090,9 @@ def cmd_run(args) -> int:
     try:
         with termination_as_interrupt():
             try:
+                began = time.monotonic()
                 outcomes = runner.run_plans(plans, resume=getattr(args, "resume", False))
+                wall = time.monotonic() - began
             except KeyboardInterrupt as exc:
                 code = exc.exit_code if isinstance(exc, Interrupted) else 130
                 print(f"\ninterrupted ({_signame(exc)}): writing the report of what finished",
@@ -1093,7 +1103,7 @@ def cmd_run(args) -> int:
                     print(f"report: {_display_path(report)}")
                 return code
             print()
-            print(format_outcomes(outcomes))
+            print(format_outcomes(outcomes, wall_s=wall, jobs=runner.jobs))
             report = _write_report_safely(args.profile, root)
     finally:
         locks.release()
