@@ -201,6 +201,20 @@ def test_whole_study_reads_runtime_and_peak_memory(tmp_path, monkeypatch):
     assert cases.whole_study(torch.device("cpu"), 5).target_met is True
     _write_result(tmp_path, "07_big", 10.0, 5000.0)  # over 4 GiB
     assert cases.whole_study(torch.device("cpu"), 5).target_met is False
+    (tmp_path / "default" / "07_big" / "results.json").unlink()
+
+    # 40 min summed, but run two at a time in 20 min of wall clock (run.json spans): met
+    for study, start, end in [("01_a", 0, 20), ("02_c", 0, 10), ("03_x", 10, 20),
+                              ("04_x", 0, 5), ("05_x", 5, 12), ("06_x", 12, 20)]:
+        rt = (end - start) * 60.0
+        (tmp_path / "default" / study / "results.json").write_text(json.dumps(
+            {"study": study, "status": "ok", "runtime_s": rt, "peak_rss_mib": 1000.0}))
+        (tmp_path / "default" / study / "run.json").write_text(json.dumps(
+            {"started": f"2026-12-03T10:{start:02d}:00+00:00",
+             "finished": f"2026-12-03T10:{end:02d}:00+00:00"}))
+    res = cases.whole_study(torch.device("cpu"), 5)
+    assert res.ratio == pytest.approx(20.0) and "3 studies at a time" in res.ratio_kind
+    assert res.target_met is True and res.extra["sum"] == "60.0 min over 6 studies"
 
 
 @pytest.mark.slow
