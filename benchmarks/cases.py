@@ -465,11 +465,13 @@ def whole_study(device: torch.device, reps: int) -> CaseResult:
     <= 4 GiB. Nothing is timed here: run ``make study`` first."""
     root = paths.OUTPUTS_DIR / "default"
     extra: dict[str, str] = {}
-    total, peaks, n_studies, failed = 0.0, [], 0, []
+    peaks, n_studies, failed = [], 0, []
+    folders, runtimes = [], []
     for res in sorted(root.glob("*/results.json")):
         obj = json.loads(res.read_text())
         n_studies += 1
-        total += float(obj["runtime_s"])
+        folders.append(res.parent)
+        runtimes.append(float(obj["runtime_s"]))
         peak = obj.get("peak_rss_mib")
         if peak is not None:
             peaks.append(float(peak))
@@ -484,19 +486,17 @@ def whole_study(device: torch.device, reps: int) -> CaseResult:
                           "(outputs/default/*/results.json)", "-", ratio=None,
                           ratio_kind="minutes", target="<= 30 min, <= 4 GiB", target_met=None,
                           extra={"note": "no results.json under outputs/default: run make study"})
-    extra["sum"] = f"{total / 60:.1f} min over {n_studies} studies"
+    extra["sum"] = f"{sum(runtimes) / 60:.1f} min over {n_studies} studies"
     extra["largest peak"] = f"{max(peaks):.0f} MiB" if peaks else "not recorded"
     # studies run N at a time (make study JOBS=N) overlap: the run took its wall clock, read
     # from each folder's run.json (started, finished), not the sum of the runtimes
-    from studylib.cli.report import _run_span, wall_clock
+    from studylib.cli.report import study_time
 
-    spans = [_run_span(res.parent) for res in sorted(root.glob("*/results.json"))]
-    minutes, kind = total / 60, "minutes (sum of runtimes)"
-    if None not in spans:
-        busy, most = wall_clock(spans)
-        if most > 1:
-            minutes, kind = busy / 60, f"minutes (wall clock, up to {most} studies at a time)"
-            extra["wall clock"] = f"{minutes:.1f} min, up to {most} studies at a time"
+    seconds, at_once = study_time(folders, runtimes)
+    minutes, kind = seconds / 60, "minutes (sum of runtimes)"
+    if at_once > 1:
+        kind = f"minutes (wall clock, up to {at_once} studies at a time)"
+        extra["wall clock"] = f"{minutes:.1f} min, up to {at_once} studies at a time"
     if minutes > 30 or any(p > 4096 for p in peaks):
         met: bool | None = False
     elif n_studies >= 6 and len(peaks) == n_studies and not failed:

@@ -498,11 +498,11 @@ def headline_markdown(profile: str, output_root: str | os.PathLike | None = None
                 and r.get("runtime_s") is not None]
     if runtimes:
         devices = ", ".join(sorted({str(r.get("device", "?")) for r in found}))
-        spans = [_run_span(e.folder) for e in studies if e.results is not None]
-        busy = wall_clock([s for s in spans if s is not None])
-        if None not in spans and len(spans) == len(runtimes) and busy[1] > 1:
-            lines += ["", f"Study time of that run: {busy[0] / 60:.1f} min wall clock for "
-                          f"{len(runtimes)} studies, up to {busy[1]} at a time "
+        seconds, at_once = study_time([e.folder for e in studies if e.results is not None],
+                                      runtimes)
+        if at_once > 1:
+            lines += ["", f"Study time of that run: {seconds / 60:.1f} min wall clock for "
+                          f"{len(runtimes)} studies, up to {at_once} at a time "
                           f"({sum(runtimes) / 60:.1f} min summed over the studies; device: "
                           f"{devices}; set-up excluded)."]
         else:
@@ -511,10 +511,23 @@ def headline_markdown(profile: str, output_root: str | os.PathLike | None = None
     return "\n".join(lines)
 
 
+def study_time(folders: list[Path], runtimes: list[float]) -> tuple[float, int]:
+    """How long the studies in ``folders`` took: (the wall clock of their run.json spans, the
+    most that ran at once) when they overlapped, else (the sum of ``runtimes``, 1). The sum is
+    also the answer when a folder lacks its span or ``runtimes`` does not cover every folder,
+    so a study is never left out of the time."""
+    spans = [_run_span(folder) for folder in folders]
+    if len(spans) == len(runtimes) and None not in spans:
+        seconds, at_once = wall_clock(spans)
+        if at_once > 1:
+            return seconds, at_once
+    return float(sum(runtimes)), 1
+
+
 def _run_span(folder: Path) -> tuple[datetime, datetime] | None:
     """(started, finished) from a study folder's run.json, or None when either is missing or
     unreadable."""
-    rec = read_json_object(folder / "run.json") if (folder / "run.json").exists() else None
+    rec = read_json_object(folder / "run.json")
     try:
         start = datetime.fromisoformat(str(rec["started"]))
         end = datetime.fromisoformat(str(rec["finished"]))
