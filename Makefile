@@ -47,15 +47,22 @@ study: $(STAMP)
 dry-run: $(STAMP)
 	$(PY) -m studylib run $(RUN_ARGS) --dry-run
 
-# Unit tests, then nbval on the committed notebooks (skipped when there are none yet).
+# Unit tests, then nbval on the committed notebooks (skipped when there are none yet), then the
+# smoke regression check on the results.json files that nbval's execution wrote (each notebook
+# runs at its smoke defaults there, into outputs/smoke/<study>/): one execution of the six
+# notebooks serves both checks. `pytest tests/` alone runs the same regression check through
+# the runner instead (marker smoke_run), which make test deselects.
 # Progress bars are off so re-executed cells print what the committed notebooks show.
 test: $(STAMP)
-	MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest tests/
+	MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest tests/ -m "not slow and not smoke_run"
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		mkdir -p outputs && touch outputs/.nbval-started; \
 		MPLBACKEND=agg STUDYLIB_PROGRESS=0 $(PY) -m pytest --nbval notebooks/ \
 			--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider; \
 		rc=$$?; if [ $$rc -eq 5 ]; then echo "nbval: no notebook cells collected"; rc=0; fi; \
-		exit $$rc; \
+		[ $$rc -ne 0 ] && exit $$rc; \
+		echo "smoke regression: the results.json of nbval's runs against tests/reference/"; \
+		$(PY) -m studylib.cli.regression check --smoke-runs --newer-than outputs/.nbval-started; \
 	else \
 		echo "nbval: no notebooks under notebooks/ yet, nothing to validate"; \
 	fi

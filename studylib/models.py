@@ -72,6 +72,14 @@ class SmallCNN(nn.Module):
         dim = _feature_dim(self.features, in_channels, image_size)
         self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                                         nn.Linear(hidden, num_classes))
+        # Channels-last conv weights make the convolutions write channels-last activations, for
+        # which the CPU max-pool is several times faster than for NCHW ones (measured at one
+        # thread on an AMD EPYC: max-pool of a [512, 8, 32, 32] batch 39 -> 8 ms; a training
+        # step of this net (width 8) on 128 1x28x28 digits 25 -> 13 ms, inference 11 -> 5 ms).
+        # The same function: only the memory layout and hence the kernels' summation order
+        # differ (float noise). Checkpoints and cache keys do not see the layout (state_dict
+        # copies keep the receiving tensor's strides).
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

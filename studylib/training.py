@@ -121,7 +121,8 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
         device: str | torch.device = "cpu", loss_fn: LossFn | None = None,
         loss_id: str = "cross_entropy", cache: bool = True, progress: bool = True,
         desc: str | None = None, cache_dir: str | Path | None = None,
-        trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None) -> nn.Module:
+        trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+        track: Any | None = None) -> nn.Module:
     """Train ``model`` in place (or load it from the checkpoint cache); return it in eval mode.
 
     Args:
@@ -143,10 +144,17 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
             root being ``$STUDYLIB_CACHE`` or ``outputs/cache``).
         trainable: optional function returning the parameters to optimise (default: all that
             require grad), e.g. to train only a classifier head.
+        track: optional ``Split`` (or bundle: its test split) whose accuracy is measured after
+            every epoch, in eval mode and without gradients, so the training run itself is
+            unchanged (no random numbers are drawn, BatchNorm statistics are not updated).
+            Stored in the checkpoint with a digest of the split; a cached checkpoint without
+            them for this split is trained again.
 
     Returns:
         The trained model, on ``device``, in eval mode, with ``model.history`` (per-epoch mean
-        training loss) and ``model.from_cache`` (bool).
+        training loss), ``model.from_cache`` (bool) and, with ``track``,
+        ``model.track_accuracy`` (accuracy on it after each epoch; the last entry is the
+        returned model's).
     """
     if loss_fn is not None and loss_id == "cross_entropy":
         raise ValueError("pass a loss_id naming your loss_fn and its parameters")
@@ -156,11 +164,16 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
     key = checkpoint_key(model, data, config, seed, loss_id)
     path = Path(cache_dir) if cache_dir else paths.CHECKPOINT_DIR
     path = path / f"{key}.pt"
+    track_split = None if track is None else (track.test if hasattr(track, "test") else track)
+    track_digest = None if track_split is None else _tensor_digest(track_split.x, track_split.y)
     if cache:
         ckpt = _load_checkpoint(path)
-        if ckpt is not None:
+        tracked = (ckpt or {}).get("tracked") or {}
+        if ckpt is not None and (track_digest is None or tracked.get("digest") == track_digest):
             model.load_state_dict(ckpt["state_dict"])
             model.history = list(ckpt.get("history", []))  # type: ignore[attr-defined]
+            if track_digest is not None:
+                model.track_accuracy = list(tracked["accuracy"])  # type: ignore[attr-defined]
             model.from_cache = True  # type: ignore[attr-defined]
             return model.to(device).eval()
 
@@ -178,6 +191,7 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(int(seed))
     history: list[float] = []
+    track_accuracy: list[float] = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(seed))
         epochs = range(config.epochs)
@@ -197,14 +211,20 @@ def fit(model: nn.Module, data: Any, config: TrainConfig, *, seed: int,
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
             history.append(total / max(count, 1))
+            if track_split is not None:
+                track_accuracy.append(evaluate(model, track_split, device)["accuracy"])
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{history[-1]:.3f}")
     model.eval()
     model.history = history  # type: ignore[attr-defined]
     model.from_cache = False  # type: ignore[attr-defined]
+    entry: dict[str, Any] = {"history": history}
+    if track_digest is not None:
+        model.track_accuracy = track_accuracy  # type: ignore[attr-defined]
+        entry["tracked"] = {"digest": track_digest, "accuracy": track_accuracy}
     if cache:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_entry(path, {"state_dict": state, "history": history}, what="checkpoint")
+        save_entry(path, {"state_dict": state, **entry}, what="checkpoint")
     return model
 
 

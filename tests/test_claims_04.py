@@ -166,7 +166,7 @@ def _seed(seed: int = 0, *, max_prob: dict[str, float] | None = None, occ: float
         rise_sp_vs_ceiling=_ceiling(sp, **kw),
         method_ceilings={"occlusion": 0.8, "rise": rise_ceiling, "integrated_gradients": 1.0},
         methods_per_image=methods_rows, method_ceilings_per_image=ceiling_rows, confident=conf,
-        confusion=((8, 2), (1, 9)), earlier_accuracy=0.69)
+        confusion=((8, 2), (1, 9)), accuracy_history=(0.69,) * 5 + (0.70,) * 5)
 
 
 def _records(*seeds: S.SeedRecord) -> S.Records:
@@ -433,15 +433,37 @@ def test_ranking_taus_and_their_mean():
 
 
 def test_plateau_check_and_warning():
-    recs = _records(_seed(0), dataclasses.replace(_seed(1), earlier_accuracy=0.6),
-                    dataclasses.replace(_seed(2), earlier_accuracy=math.nan))
-    rows = S.plateau_rows(recs, _settings(plateau_epochs=5, plateau_tolerance=0.02))
-    assert [r["plateau"] for r in rows] == [True, False, None]  # 0.7 - 0.69, 0.7 - 0.6, not run
+    """Window means of the per-epoch accuracy, by hand: 0.70 - 0.69 passes, 0.70 - 0.60 fails,
+    a history shorter than two windows is not judged; an alternating history whose single
+    epochs differ by 0.1 passes on its window means (0.65 against 0.64)."""
+    alternating = (0.6, 0.7, 0.6, 0.7, 0.6, 0.65, 0.7, 0.6, 0.7, 0.6)
+    recs = _records(_seed(0),
+                    dataclasses.replace(_seed(1), accuracy_history=(0.6,) * 5 + (0.7,) * 5),
+                    dataclasses.replace(_seed(2), accuracy_history=(0.7,) * 6),
+                    dataclasses.replace(_seed(3), accuracy_history=alternating))
+    settings = _settings(plateau_epochs=5, plateau_tolerance=0.02)
+    rows = S.plateau_rows(recs, settings)
+    assert [r["plateau"] for r in rows] == [True, False, None, True]
     assert rows[1]["change"] == pytest.approx(0.1)
-    warning = S.plateau_warning(recs, _settings(plateau_epochs=5, plateau_tolerance=0.02))
-    assert warning.startswith("WARNING") and "1 of 3 seeds [1]" in warning
-    assert S.plateau_warning(recs, _settings(plateau_tolerance=0.2)) == ""
-    assert list(S.plateau_table(recs, SETTINGS).index) == [0, 1, 2]
+    assert rows[3]["mean, last 5 epochs"] == pytest.approx(0.65)
+    assert rows[3]["mean, 5 epochs before"] == pytest.approx(0.64)
+    warning = S.plateau_warning(recs, settings)
+    assert warning.startswith("WARNING") and "1 of 4 seeds [1]" in warning
+    assert S.plateau_warning(recs, _settings(plateau_epochs=5, plateau_tolerance=0.2)) == ""
+    assert [r["plateau"] for r in S.plateau_rows(recs, _settings(plateau_epochs=0))] == [None] * 4
+    assert list(S.plateau_table(recs, SETTINGS).index) == [0, 1, 2, 3]
+
+
+def test_monitor_split_is_independent_of_the_explained_images():
+    s = _settings(dataset="signs", n_monitor=24, image_size=16, data_seed=0)
+    from studylib.data import load
+
+    bundle = load("signs", n_train=16, n_test=8, seed=0, image_size=16)
+    mon = S.monitor_split(s, bundle)
+    assert len(mon.y) == 24 and mon.x.shape[1:] == bundle.test.x.shape[1:]
+    assert not any(bool((mon.x == t).all(dim=(1, 2, 3)).any()) for t in bundle.test.x)
+    assert S.monitor_split(dataclasses.replace(s, n_monitor=0), bundle) is bundle.test
+    assert S.monitor_split(dataclasses.replace(s, dataset="cifar10"), bundle) is bundle.test
 
 
 def test_confusion_table_sums_seeds_and_normalises_rows():

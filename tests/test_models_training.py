@@ -156,3 +156,58 @@ def test_eval_mode_restores_the_previous_mode_even_on_error():
     with pytest.raises(RuntimeError), eval_mode(model):
         raise RuntimeError("boom")
     assert model.training
+
+
+def test_tracked_accuracies_leave_the_run_unchanged_and_equal_shorter_runs(tmp_path):
+    """``fit(track=...)`` measures accuracy after every epoch without changing the run: the
+    weights equal those of a run without tracking, and entry k-1 equals the accuracy of a
+    separate k-epoch run from the same initialisation and seed (no schedule), the independent
+    answer the plateau check of study 04 used to compute by training twice."""
+    data, test = _toy(n=256), _toy(seed=1, n=128)
+
+    def run(epochs, **kw):
+        return fit(build_model("small_cnn", image_size=8, num_classes=2, seed=0, batchnorm=True),
+                   data, TrainConfig(epochs=epochs, batch_size=32, lr=1e-2), seed=1,
+                   progress=False, **kw)
+
+    tracked = run(4, cache=False, track=test)
+    plain = run(4, cache=False)
+    assert all(torch.equal(a, b) for a, b in zip(tracked.state_dict().values(),
+                                                 plain.state_dict().values(), strict=True))
+    assert len(tracked.track_accuracy) == 4
+    assert tracked.track_accuracy[-1] == evaluate(plain, test)["accuracy"]
+    assert tracked.track_accuracy[1] == evaluate(run(2, cache=False), test)["accuracy"]
+    # cache: a checkpoint written without tracking is trained again when tracking is asked for,
+    # one written with it returns the same accuracies; another split is trained again
+    assert not run(4, cache_dir=tmp_path).from_cache
+    again = run(4, cache_dir=tmp_path, track=test)
+    assert not again.from_cache and again.track_accuracy == tracked.track_accuracy
+    hit = run(4, cache_dir=tmp_path, track=test)
+    assert hit.from_cache and hit.track_accuracy == tracked.track_accuracy
+    assert not run(4, cache_dir=tmp_path, track=_toy(seed=2, n=64)).from_cache
+
+
+def test_small_cnn_is_channels_last_and_the_layout_is_invisible():
+    """SmallCNN keeps its conv weights channels-last (faster CPU max-pooling): the same
+    function as the NCHW layout up to float noise, the same state_dict names, shapes and
+    values, and the same checkpoint key."""
+    m = build_model("small_cnn", in_channels=3, num_classes=5, image_size=16, seed=0)
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last)
+                         and not c.weight.is_contiguous() for c in convs)
+    nchw = build_model("small_cnn", in_channels=3, num_classes=5, image_size=16, seed=0)
+    nchw.to(memory_format=torch.contiguous_format)
+    assert all(c.weight.is_contiguous() for c in nchw.modules() if isinstance(c, torch.nn.Conv2d))
+    sd, sd0 = m.state_dict(), nchw.state_dict()
+    assert list(sd) == list(sd0) and all(torch.equal(sd[k], sd0[k]) for k in sd)
+    x = torch.rand(6, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(m(x), nchw(x), rtol=1e-5, atol=1e-6)
+    data, cfg = _toy(), TrainConfig(epochs=1)
+    a = build_model("small_cnn", image_size=8, num_classes=2, seed=0)
+    b = build_model("small_cnn", image_size=8, num_classes=2, seed=0)
+    b.to(memory_format=torch.contiguous_format)
+    assert checkpoint_key(a, data, cfg, 0, "ce") == checkpoint_key(b, data, cfg, 0, "ce")
+    # a checkpoint loads into the channels-last model and keeps its layout
+    a.load_state_dict(b.state_dict())
+    assert a.features[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -124,9 +124,11 @@ def _check_make(tokens: list[str], shown: str) -> str:
         raise CommandError(f"{shown}: make -n fails: {proc.stderr.strip()}")
     checked = "make -n"
     for line in proc.stdout.splitlines():
-        if "-m studylib" not in line:  # set-up, pytest, papermill recipes: make -n suffices
+        # set-up, pytest, papermill and other modules' recipes (`-m studylib.cli.regression`):
+        # make -n suffices; the studylib CLI (`-m studylib ...`) is checked as below
+        if not re.search(r"-m studylib(\s|$)", line):
             continue
-        parts = shlex.split(line)
+        parts = shlex.split(line.rstrip().rstrip("\\"))
         argv = parts[parts.index("studylib", parts.index("-m")) + 1:]
         checked += "; " + _check_studylib(argv, f"{shown} (runs: {line.strip()})")
     return checked

@@ -83,6 +83,7 @@ def test_channels_last_probability_forward_matches_and_leaves_model_alone():
 
     model = build_model("small_cnn", in_channels=3, num_classes=4, image_size=16, width=4,
                         hidden=8, seed=0)
+    model.to(memory_format=torch.contiguous_format)  # SmallCNN is built channels-last
     x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         plain = sal.probability_forward(model)(x)

@@ -134,9 +134,22 @@ def test_cli_check_reports_differences(tmp_path, capsys, monkeypatch):
     assert main(["check", str(good), str(bad)]) == 1
     out = capsys.readouterr().out
     assert "99_fake: matches the reference" in out and "metric clean_accuracy" in out
+    # make test checks the files nbval's execution wrote: one older than the stamp it touched
+    # before nbval started is stale (the notebook stopped before writing) and fails
+    import os
+
+    stamp = tmp_path / "started"
+    stamp.touch()
+    os.utime(good, (stamp.stat().st_mtime - 60,) * 2)
+    assert main(["check", "--newer-than", str(stamp), str(good)]) == 1
+    assert "not written by this run" in capsys.readouterr().err
+    good.write_text(json.dumps(_run()))
+    os.utime(good, (stamp.stat().st_mtime + 1,) * 2)
+    assert main(["check", "--newer-than", str(stamp), str(good)]) == 0
 
 
 @pytest.mark.notebooks
+@pytest.mark.smoke_run
 @pytest.mark.parametrize("study", STUDIES)
 def test_smoke_run_matches_its_reference(study, tmp_path):
     """Execute the notebook at its smoke defaults into a temp dir; compare with the reference."""

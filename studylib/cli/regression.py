@@ -255,10 +255,23 @@ def _cmd_write(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     bad = 0
-    for path in args.results:
+    since = Path(args.newer_than).stat().st_mtime if args.newer_than else None
+    results = list(args.results)
+    if args.smoke_runs:
+        results += [str(paths.REPO_ROOT / "outputs" / "smoke" / nb.stem / "results.json")
+                    for nb in sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))]
+    if not results:
+        print("nothing to check: give results.json files or --smoke-runs", file=sys.stderr)
+        return 2
+    for path in results:
         res = read_json_object(path)
         if res is None:
             print(f"{path}: not a results.json", file=sys.stderr)
+            bad += 1
+            continue
+        if since is not None and Path(path).stat().st_mtime < since:
+            print(f"{path}: older than {args.newer_than}, so not written by this run "
+                  "(did the notebook stop before ctx.finish()?)", file=sys.stderr)
             bad += 1
             continue
         problems = compare(res, load_reference(res["study"], res.get("profile", "smoke")))
@@ -279,7 +292,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     w.add_argument("--study", action="append", help="only these studies")
     w.add_argument("--out", help="folder to write to (default tests/reference)")
     c = sub.add_parser("check", help="compare results.json files with their references")
-    c.add_argument("results", nargs="+")
+    c.add_argument("results", nargs="*")
+    c.add_argument("--smoke-runs", action="store_true",
+                   help="also every notebook's smoke-default results "
+                        "(outputs/smoke/<study>/results.json, where nbval's execution writes them)")
+    c.add_argument("--newer-than", metavar="FILE",
+                   help="fail on a results.json older than FILE (make test touches FILE before "
+                        "nbval executes the notebooks, so a stale file cannot pass)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     return _cmd_write(args) if args.cmd == "write" else _cmd_check(args)
 

@@ -159,6 +159,7 @@ class Settings(StudySettings):
     min_confident_images: int
     plateau_epochs: int
     plateau_tolerance: float
+    n_monitor: int
     n_boot: int
 
     def __post_init__(self) -> None:
@@ -337,9 +338,10 @@ class SeedRecord:
             (NaN on the images its ceiling was not computed on; ones for IG);
         confident: (N,) bool, the explained class has p > ``confident_prob``;
         train_loss: mean training loss per epoch (``model.history``);
-        earlier_accuracy: test accuracy of the same training run ``plateau_epochs`` epochs
-            before the end (the plateau check, :func:`plateau_rows`);
-        confusion: test-split confusion matrix (rows: true class, columns: predicted);
+        accuracy_history: accuracy on the monitor split after every epoch of the training run
+            (``fit(track=...)``; the plateau check, :func:`plateau_rows`);
+        clean_accuracy: accuracy on the monitor split (the last entry of the history);
+        confusion: monitor-split confusion matrix (rows: true class, columns: predicted);
         confident_share: share of the explained images predicted with p > confident_prob.
         crossed_morf: ``{method: {(map baseline, metric baseline): mean MoRF AOPC}}`` for
             occlusion and IG (see :meth:`home_advantage`).
@@ -376,7 +378,7 @@ class SeedRecord:
     method_ceilings_per_image: Mapping[str, np.ndarray] = field(default_factory=dict)
     confident: np.ndarray | None = None
     train_loss: tuple[float, ...] = ()
-    earlier_accuracy: float = math.nan
+    accuracy_history: tuple[float, ...] = ()
 
     def home_advantage(self, method: str) -> float:
         """Mean over metric baselines of the MoRF AOPC of the map made with that same baseline
@@ -423,6 +425,7 @@ class Records:
     object_share: float = math.nan
     example: ExampleMaps | None = None
     classes: tuple[str, ...] = ()
+    n_monitor: int = 0  # images of the monitor split (clean accuracy, confusion, plateau)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,7 +485,7 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
              dataset_mean: torch.Tensor | Sequence[float], settings: Settings, *, seed: int,
              clean_accuracy: float = math.nan, agree_with_label: float = math.nan,
              confusion: Sequence[Sequence[int]] = (), train_loss: Sequence[float] = (),
-             earlier_accuracy: float = math.nan,
+             accuracy_history: Sequence[float] = (),
              keep_maps: int = 4, progress: Callable | None = None
              ) -> tuple[SeedRecord, ExampleMaps]:
     """Every map, metric and agreement number of the study for one trained model.
@@ -496,8 +499,8 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
         dataset_mean: (C,) channel means of the training images (``dataset_mean`` baseline).
         settings: :class:`Settings`.
         seed: seeds the noise baselines, the RISE masks and the random maps.
-        clean_accuracy, agree_with_label, confusion, train_loss: recorded as given (they need
-            the test split / the training history).
+        clean_accuracy, agree_with_label, confusion, train_loss, accuracy_history: recorded
+            as given (they need the monitor split / the training run).
         keep_maps: how many images' maps go to the :class:`ExampleMaps`.
         progress: optional ``progress(iterable, desc=...)`` wrapper for the stages.
 
@@ -701,7 +704,7 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
         methods_per_image={p: np.asarray(v, float) for p, v in methods_rho.items()},
         method_ceilings_per_image=method_ceil_rows, confident=confident,
         train_loss=tuple(float(v) for v in train_loss),
-        earlier_accuracy=float(earlier_accuracy))
+        accuracy_history=tuple(float(v) for v in accuracy_history))
     keep = min(keep_maps, n)
 
     def first(maps: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -716,20 +719,16 @@ def run_seed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Ten
     return record, example
 
 
-def _earlier_accuracy(bundle: Any, s: Settings, seed: int, device: Any) -> float:
-    """Test accuracy of the seed's model after ``epochs - plateau_epochs`` epochs: the same
-    initialisation, seed and minibatch order as the full run (``fit`` draws one permutation
-    per epoch from a generator seeded with ``seed``, with no schedule), so it is that run's
-    earlier state; checkpoint-cached like the full model. NaN when the check is off."""
-    k = int(s.plateau_epochs)
-    if k <= 0 or s.epochs - k < 1:
-        return math.nan
-    c, h, _ = bundle.input_shape
-    model = build_model(s.model_name, in_channels=c, num_classes=bundle.num_classes,
-                        image_size=h, seed=seed, **s.model_kwargs)
-    model = fit(model, bundle, TrainConfig(epochs=s.epochs - k, lr=s.lr,
-                                           batch_size=s.batch_size), seed=seed, device=device)
-    return float(evaluate(model, bundle.test, device)["accuracy"])
+def monitor_split(s: Settings, bundle: Any) -> Any:
+    """The images on which clean accuracy, the confusion matrix and the plateau check are
+    measured: for the procedural ``signs``, ``n_monitor`` images of their own test stream
+    (generator seed ``data_seed + 1``, independent of the training and explained images), so
+    that one image is 1/``n_monitor`` of accuracy rather than 1/``n_test``; for a data set read
+    from disk (or ``n_monitor = 0``), the test split."""
+    if s.dataset != "signs" or s.n_monitor <= 0:
+        return bundle.test
+    return load("signs", n_train=bundle.num_classes, n_test=s.n_monitor, seed=s.data_seed + 1,
+                image_size=s.image_size).test
 
 
 def run(settings: Settings, ctx) -> Records:
@@ -749,23 +748,25 @@ def run(settings: Settings, ctx) -> Records:
     x = test.x.to(ctx.device)
     mask = test.extras["mask"].to(ctx.device) if "mask" in test.extras else None
     dataset_mean = bundle.train.x.mean(dim=(0, 2, 3))
+    monitor = monitor_split(s, bundle)
     seeds, example = [], None
     for seed in ctx.seeds:
         model = build_model(s.model_name, in_channels=c, num_classes=bundle.num_classes,
                             image_size=h, seed=seed, **s.model_kwargs)
         model = fit(model, bundle, TrainConfig(epochs=s.epochs, lr=s.lr, batch_size=s.batch_size),
-                    seed=seed, device=ctx.device).eval()
-        accuracy = evaluate(model, bundle.test, ctx.device)["accuracy"]
-        test_pred = predict_logits(model, bundle.test.x, ctx.device).argmax(1).cpu()
+                    seed=seed, device=ctx.device,
+                    track=monitor).eval()
+        accuracy = evaluate(model, monitor, ctx.device)["accuracy"]
+        test_pred = predict_logits(model, monitor.x, ctx.device).argmax(1).cpu()
         k = bundle.num_classes
-        confusion = np.bincount(bundle.test.y.cpu().long().numpy() * k + test_pred.numpy(),
+        confusion = np.bincount(monitor.y.cpu().long().numpy() * k + test_pred.numpy(),
                                 minlength=k * k).reshape(k, k)
         with torch.no_grad():
             pred = model(x).argmax(dim=1)
         record, ex = run_seed(model, x, pred, mask, dataset_mean, s, seed=seed,
                               clean_accuracy=accuracy, confusion=confusion.tolist(),
                               train_loss=list(getattr(model, "history", [])),
-                              earlier_accuracy=_earlier_accuracy(bundle, s, seed, ctx.device),
+                              accuracy_history=list(getattr(model, "track_accuracy", [])),
                               agree_with_label=float((pred.cpu() == test.y).float().mean()),
                               progress=progress)
         seeds.append(record)
@@ -774,12 +775,13 @@ def run(settings: Settings, ctx) -> Records:
     records = Records(seeds=tuple(seeds), num_classes=bundle.num_classes, dataset=s.dataset,
                       image_shape=(c, h, w), n_train=len(bundle.train), n_explained=len(test),
                       object_share=float(mask.mean()) if mask is not None else math.nan,
-                      example=example, classes=tuple(bundle.classes))
+                      example=example, classes=tuple(bundle.classes),
+                      n_monitor=len(monitor.y))
     ctx.record_metric("clean_accuracy_mean", float(np.mean([r.clean_accuracy for r in seeds])))
     ctx.record_metric("n_test_images_explained", len(test))
     ctx.record_metric("confident_share_mean", float(np.mean([r.confident_share for r in seeds])))
     ctx.record_metric("accuracy_change_last_epochs_max", _finite_stat(
-        [abs(r.clean_accuracy - r.earlier_accuracy) for r in seeds], np.max))
+        [abs(row["change"]) for row in plateau_rows(records, s)], np.max))
     for m in METHODS:
         ctx.record_metric(f"pointing_{m}", float(np.mean([r.localisation[m].pointing
                                                            for r in seeds])))
@@ -1231,7 +1233,8 @@ def describe(records: Records, settings: Settings) -> str:
     return "\n".join([
         f"{records.dataset} {h}x{w}, {records.num_classes} classes, {records.n_train} training "
         f"images, {records.n_explained} test images explained per seed",
-        f"clean test accuracy per seed: {fmt([r.clean_accuracy for r in records.seeds])}",
+        f"clean accuracy per seed ({records.n_monitor} monitor images): "
+        f"{fmt([r.clean_accuracy for r in records.seeds])}",
         f"occlusion [patch, stride] grid (32-px units): {[list(g) for g in s.occlusion_grid]} "
         f"| reference: {list(s.occlusion_reference)}",
         f"RISE N values: {list(s.rise_n_values)} | N across baselines: {s.rise_baseline_n} "
@@ -1241,14 +1244,23 @@ def describe(records: Records, settings: Settings) -> str:
 
 
 def plateau_rows(records: Records, settings: Settings) -> list[dict[str, Any]]:
-    """The plateau check per seed: test accuracy at the end and ``plateau_epochs`` epochs
-    earlier in the same run, their change, and ``plateau`` (|change| <= ``plateau_tolerance``;
-    None where the check was not run)."""
+    """The plateau check per seed, on the monitor-split accuracy after every epoch: the mean
+    over the last ``plateau_epochs`` epochs against the mean over the ``plateau_epochs`` before,
+    their change, and ``plateau`` (|change| <= ``plateau_tolerance``; None where the run has
+    fewer than ``2 * plateau_epochs`` epochs of history). Window means, not two single epochs:
+    at a constant learning rate a trained model's accuracy moves from one epoch to the next by
+    more than its trend (seen here: 4 points between epochs 50 and 55 on 800 images), so two
+    epochs compare noise; the window means compare the trend."""
+    k = int(settings.plateau_epochs)
     out = []
     for r in records.seeds:
-        change = r.clean_accuracy - r.earlier_accuracy
+        h = np.asarray(r.accuracy_history, float)
+        ok = k > 0 and len(h) >= 2 * k
+        last = float(h[-k:].mean()) if ok else math.nan
+        before = float(h[-2 * k:-k].mean()) if ok else math.nan
+        change = last - before
         out.append({"seed": r.seed, "accuracy": r.clean_accuracy,
-                    f"accuracy {settings.plateau_epochs} epochs earlier": r.earlier_accuracy,
+                    f"mean, last {k} epochs": last, f"mean, {k} epochs before": before,
                     "change": change,
                     "plateau": (abs(change) <= settings.plateau_tolerance
                                 if math.isfinite(change) else None)})
@@ -1268,13 +1280,14 @@ def plateau_warning(records: Records, settings: Settings) -> str:
     bad = [row["seed"] for row in plateau_rows(records, settings) if row["plateau"] is False]
     if not bad:
         return ""
-    return (f"WARNING: not at a plateau in {len(bad)} of {len(records.seeds)} seeds {bad}: test "
-            f"accuracy changed by more than {settings.plateau_tolerance:g} over the last "
-            f"{settings.plateau_epochs} epochs")
+    k = settings.plateau_epochs
+    return (f"WARNING: not at a plateau in {len(bad)} of {len(records.seeds)} seeds {bad}: the "
+            f"mean accuracy of the last {k} epochs differs by more than "
+            f"{settings.plateau_tolerance:g} from that of the {k} before")
 
 
 def confusion_table(records: Records):
-    """pandas DataFrame (true class x predicted class): the test-split confusion matrices
+    """pandas DataFrame (true class x predicted class): the monitor-split confusion matrices
     summed over seeds, each row divided by its total (rows sum to 1; the diagonal is each
     class's recall)."""
     import pandas as pd
