@@ -41,45 +41,6 @@ def _feature_dim(features: nn.Module, in_channels: int, image_size: int) -> int:
         return int(features(torch.zeros(1, in_channels, image_size, image_size)).shape[1])
 
 
-def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """The 2x2, stride-2 max-pool as three elementwise maxima of the four strided quadrants
-    (an odd last row or column is dropped, as ``max_pool2d`` does)."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    x = x[..., :h, :w]
-    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
-                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
-
-
-class MaxPool2x2(nn.MaxPool2d):
-    """``nn.MaxPool2d(2)`` whose forward on NCHW activations without gradients is three
-    elementwise maxima of strided views; otherwise it is ``nn.MaxPool2d``'s own.
-
-    Why hand-written: on a CPU at one thread ATen's ``max_pool2d`` of NCHW activations is the
-    slowest layer of the kit's small CNNs at inference, and the Bayesian networks of study 03
-    (weights sampled per call, under ``torch.func.vmap``) cannot be switched to channels-last
-    to avoid it. Measured at one thread (AMD EPYC), [300, 8, 28, 28] ReLU activations:
-    13.4 -> 1.6 ms (NCHW; on channels-last ones ATen's 4 ms is faster than the views' 6). A
-    hand-written backward was slower
-    than ATen's inside the network (a training step of the width-8 SmallCNN 17 -> 37 ms), so
-    gradients keep ATen's kernel. The outputs are identical (a maximum is exact). A subclass of
-    ``nn.MaxPool2d(2)``, so code that dispatches on the layer type (interval bounds in
-    ``techniques.verification``) treats it as the max-pool it is, and its ``repr`` (printed
-    architectures, the ``repr`` part of cache keys) is that of ``MaxPool2d``: the same function.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(2)
-
-    def _get_name(self) -> str:  # the repr of nn.MaxPool2d(2)
-        return "MaxPool2d"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels_last = x.dim() == 4 and x.shape[1] > 1 and x.stride(1) == 1
-        if (torch.is_grad_enabled() and x.requires_grad) or channels_last:
-            return super().forward(x)  # with gradients, or channels-last: ATen is faster
-        return _max_pool_2x2(x)
-
-
 class SmallCNN(nn.Module):
     """Two conv blocks (conv3x3 - [BN] - ReLU - maxpool2) and a two-layer classifier.
 
@@ -104,7 +65,7 @@ class SmallCNN(nn.Module):
             layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1)]
             if batchnorm:
                 layers.append(nn.BatchNorm2d(cout))
-            return layers + [nn.ReLU(), MaxPool2x2()]
+            return layers + [nn.ReLU(), nn.MaxPool2d(2)]
 
         self.features = nn.Sequential(*block(in_channels, width), *block(width, 2 * width),
                                       nn.Flatten())
@@ -169,10 +130,10 @@ class LeNet(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, c1, 5, padding=2)]
         if batchnorm:
             layers.append(nn.BatchNorm2d(c1))
-        layers += [nn.ReLU(), MaxPool2x2(), nn.Conv2d(c1, c2, 5, padding=2)]
+        layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5, padding=2)]
         if batchnorm:
             layers.append(nn.BatchNorm2d(c2))
-        layers += [nn.ReLU(), MaxPool2x2(), nn.Flatten()]
+        layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         prev = _feature_dim(self.features, in_channels, image_size)
         fc: list[nn.Module] = []

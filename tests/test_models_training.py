@@ -211,36 +211,3 @@ def test_small_cnn_is_channels_last_and_the_layout_is_invisible():
     # a checkpoint loads into the channels-last model and keeps its layout
     a.load_state_dict(b.state_dict())
     assert a.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_max_pool_2x2_equals_atens_max_pool_in_every_path():
-    """MaxPool2x2 (SmallCNN's and LeNet's pool) is nn.MaxPool2d(2) exactly: NCHW and
-    channels-last, odd sizes (last row/column dropped), leading batch dimensions, under vmap,
-    and its gradients (ATen's, ties included); same repr, so the same cache keys."""
-    from studylib.models import MaxPool2x2
-
-    pool, ref = MaxPool2x2(), torch.nn.MaxPool2d(2)
-    assert repr(pool) == repr(ref) and isinstance(pool, torch.nn.MaxPool2d)
-    g = torch.Generator().manual_seed(0)
-    for shape in [(4, 3, 8, 8), (2, 5, 7, 9), (3, 6, 6), (1, 1, 2, 2)]:
-        x = torch.relu(torch.randn(shape, generator=g))  # ReLU zeros: ties in many windows
-        with torch.no_grad():
-            assert torch.equal(pool(x), ref(x))
-            if x.dim() == 4:
-                cl = x.contiguous(memory_format=torch.channels_last)
-                assert torch.equal(pool(cl), ref(x))
-    # hand-computed: the window maxima of a 4x4 ramp are the bottom-right corners
-    ramp = torch.arange(16.0).view(1, 1, 4, 4)
-    with torch.no_grad():
-        assert pool(ramp).flatten().tolist() == [5.0, 7.0, 13.0, 15.0]
-    # under vmap (the Bayesian networks' weight samples): per-sample pooling
-    xs = torch.randn(5, 2, 3, 6, 6, generator=g)
-    with torch.no_grad():
-        out = torch.func.vmap(pool)(xs)
-    assert torch.equal(out, torch.stack([ref(v) for v in xs]))
-    # gradients: ATen's own kernel, so the same input gradient, ties included
-    x = torch.relu(torch.randn(3, 4, 6, 6, generator=g)).requires_grad_()
-    w = torch.randn(3, 4, 3, 3, generator=g)
-    (ga,) = torch.autograd.grad((pool(x) * w).sum(), x)
-    (gb,) = torch.autograd.grad((ref(x) * w).sum(), x)
-    assert torch.equal(ga, gb)
